@@ -1,0 +1,375 @@
+package backupagent
+
+import (
+	"bytes"
+	"crypto/rand"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/ibackup/ibackup/mobilebackup2/backupfmt"
+	"github.com/ibackup/ibackup/mobilebackup2/devicelink"
+)
+
+// errorTexts are the device's descriptions for the injected final codes
+// (mobilebackup2-and-backup-format.md §2.5).
+var errorTexts = map[int]string{
+	3:   "Failed to create snapshot: File exists (17)",
+	102: "Failed to clean up the backup",
+	104: "Multiple errors uploading files",
+	105: "Insufficient free disk space on drive to back up",
+	205: "Manifest references files not in backup",
+	208: "Device locked",
+}
+
+// upFile is one file to upload.
+type upFile struct {
+	dev, host string
+	src       string // path to read, or "" for data
+	data      []byte
+	n         int // content file number (0 for metadata)
+	size      int64
+}
+
+// backup runs the device side of a backup (§4.3, §9).
+func (a *agent) backup(req map[string]any) error {
+	u, _ := req["TargetIdentifier"].(string)
+	if u == "" || strings.ContainsAny(u, "/\\") {
+		return a.finish(1, "Missing TargetIdentifier")
+	}
+	opts, _ := req["Options"].(map[string]any)
+	force, _ := opts["ForceFullBackup"].(bool)
+	snap := u + "/Snapshot"
+
+	// 1. Previous state (§4.2).
+	got, err := a.download(u + "/Status.plist")
+	if err != nil {
+		return err
+	}
+	full := force
+	b, hadStatus := got[u+"/Status.plist"]
+	if !hadStatus {
+		full = true // "No status exists" → full backup
+	} else if st, err := backupfmt.ParseStatus(b); err != nil || st.Version != backupfmt.StatusVersion || !st.Finished() {
+		full = true // unsupported or unfinished: start over (resume is not simulated)
+	}
+	if c := a.cfg.Faults.FinalError; c != 0 {
+		return a.finish(int64(c), errorTexts[c])
+	}
+	var old map[string]*backupfmt.MBFile
+	if !full {
+		got, err := a.download(u+"/Manifest.plist", u+"/Manifest.db")
+		if err != nil {
+			return err
+		}
+		if b, ok := got[u+"/Manifest.plist"]; ok && len(b) == 0 {
+			return a.finish(205, "Error reading backup properties: Cannot parse a NULL or zero-length data") // pitfall 5
+		}
+		old, err = a.readManifest(got[u+"/Manifest.db"])
+		if err != nil || got[u+"/Manifest.plist"] == nil {
+			full, old = true, nil
+		}
+	}
+
+	// 2. What to send.
+	items, err := scan(a.cfg.ContentDir, !a.cfg.NoDigest)
+	if err != nil {
+		return err
+	}
+	var uploads []upFile
+	var need int64
+	present := map[string]bool{}
+	n := 0
+	for i := range items {
+		it := &items[i]
+		if it.rec.Type() != backupfmt.FlagFile {
+			continue
+		}
+		present[it.rec.FileID] = true
+		if !full && !changed(old[it.rec.FileID], it.rec.File) {
+			continue
+		}
+		n++
+		id := it.rec.FileID
+		uploads = append(uploads, upFile{dev: "/var/mobile/" + it.rec.Domain + "/" + it.rec.RelativePath,
+			host: snap + "/" + id[:2] + "/" + id, src: it.path, n: n, size: it.rec.File.Size})
+		need += it.rec.File.Size
+		if n == a.cfg.Faults.WrongDigestFile {
+			d := sha1Sum([]byte("wrong"))
+			it.rec.File.Digest = d
+		}
+	}
+	var removals []string
+	for id, f := range old {
+		if f.Type() == backupfmt.FlagFile && !present[id] {
+			removals = append(removals, u+"/"+id[:2]+"/"+id)
+		}
+	}
+	sort.Strings(removals)
+
+	// 3. Free space (§4.2 step 4).
+	if !a.cfg.Faults.IgnoreFreeSpace {
+		ok, err := a.enoughSpace(need + a.cfg.SpaceMargin)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return a.finish(105, errorTexts[105])
+		}
+	}
+
+	// 4. Directories (§4.3 steps 5–6).
+	for _, d := range prefixDirs(u) {
+		if _, err := a.request(devicelink.MsgCreateDirectory, d, map[string]any{}, a.pct, uint64(0)); err != nil {
+			return err
+		}
+	}
+	for _, d := range prefixDirs(snap) {
+		if _, err := a.request(devicelink.MsgCreateDirectory, d, map[string]any{}, a.pct, uint64(0)); err != nil {
+			return err
+		}
+	}
+
+	// 5. Content (§4.3 steps 7–9).
+	status := &backupfmt.Status{Version: backupfmt.StatusVersion, UUID: newUUID(), Date: a.cfg.Now().UTC(),
+		BackupState: backupfmt.BackupStateNew, IsFullBackup: full}
+	if err := a.uploadStatus(u, status, backupfmt.SnapshotUploading); err != nil {
+		return err
+	}
+	failed := map[string]bool{} // host paths the phone could not send
+	for i := 0; i < len(uploads); i += a.cfg.BatchSize {
+		batch := uploads[i:min(i+a.cfg.BatchSize, len(uploads))]
+		a.pct = 10 + 70*float64(i)/float64(len(uploads))
+		st, rerr, err := a.upload(batch)
+		if err != nil {
+			return err
+		}
+		for _, f := range rerr {
+			failed[f] = true
+		}
+		if st.Code != 0 {
+			if st.Code == devicelink.StatusNoSpace {
+				return a.finish(105, errorTexts[105])
+			}
+			return a.finish(100, fmt.Sprintf("%s (%d)", st.Description, st.Code))
+		}
+	}
+	dbBytes, err := a.writeManifest(items)
+	if err != nil {
+		return err
+	}
+	mf, err := a.manifestPlist()
+	if err != nil {
+		return err
+	}
+	if st, _, err := a.upload([]upFile{
+		{dev: "Manifest.plist", host: snap + "/Manifest.plist", data: mf},
+		{dev: "Manifest.db", host: snap + "/Manifest.db", data: dbBytes},
+	}); err != nil {
+		return err
+	} else if st.Code != 0 {
+		return a.finish(105, errorTexts[105])
+	}
+	if err := a.uploadStatus(u, status, backupfmt.SnapshotMoving); err != nil {
+		return err
+	}
+
+	// 6. Commit (§4.3 steps 11–14).
+	a.pct = 85
+	for i := 0; i < len(uploads); i += a.cfg.BatchSize {
+		moves := map[string]any{}
+		for _, f := range uploads[i:min(i+a.cfg.BatchSize, len(uploads))] {
+			if failed[f.host] {
+				continue
+			}
+			moves[f.host] = u + strings.TrimPrefix(f.host, snap)
+		}
+		if err := a.expectOK(devicelink.MsgMoveItems, moves, map[string]any{}, a.pct, uint64(0)); err != nil {
+			return err
+		}
+	}
+	if err := a.expectOK(devicelink.MsgMoveItems, map[string]any{snap + "/Manifest.plist": u + "/Manifest.plist",
+		snap + "/Manifest.db": u + "/Manifest.db"}, map[string]any{}, a.pct, uint64(0)); err != nil {
+		return err
+	}
+	if err := a.uploadStatus(u, status, backupfmt.SnapshotRemoving); err != nil {
+		return err
+	}
+	if full && hadStatus {
+		// A full backup over an earlier one: drop files it no longer has.
+		stale, err := a.staleFiles(u, present)
+		if err != nil {
+			return err
+		}
+		removals = append(removals, stale...)
+	}
+	for i := 0; i < len(removals); i += a.cfg.BatchSize {
+		list := toAny(removals[i:min(i+a.cfg.BatchSize, len(removals))])
+		if err := a.expectOK(devicelink.MsgRemoveItems, list, map[string]any{}, a.pct, uint64(0)); err != nil {
+			return err
+		}
+	}
+	if err := a.expectOK(devicelink.MsgRemoveItems, []any{snap}, map[string]any{}, a.pct, uint64(0)); err != nil {
+		return err
+	}
+	if err := a.uploadStatus(u, status, backupfmt.SnapshotFinished); err != nil {
+		return err
+	}
+
+	if len(failed) > 0 {
+		return a.finish(104, errorTexts[104]) // pitfall 12
+	}
+	// 7. Verification of the host's directory (§4.3 step 16).
+	a.pct = 95
+	if ok, err := a.checkHost(u, items, dbBytes); err != nil {
+		return err
+	} else if !ok {
+		return a.finish(205, errorTexts[205])
+	}
+	return a.finish(0, "")
+}
+
+func (a *agent) expectOK(name string, args ...any) error {
+	st, err := a.request(name, args...)
+	if err != nil {
+		return err
+	}
+	if st.Code != 0 {
+		return a.finish(100, fmt.Sprintf("%s failed: %s (%d)", name, st.Description, st.Code))
+	}
+	return nil
+}
+
+// enoughSpace asks GetFreeDiskSpace, once more after a purge request.
+func (a *agent) enoughSpace(need int64) (bool, error) {
+	for try := 0; ; try++ {
+		st, err := a.request(devicelink.MsgGetFreeDiskSpace, map[string]any{}, a.pct, uint64(0))
+		if err != nil {
+			return false, err
+		}
+		free, ok := devicelink.Int(st.Extra)
+		if st.Code == 0 && ok && uint64(free) >= uint64(need) {
+			return true, nil
+		}
+		if !a.cfg.Purge || try > 0 {
+			return false, nil
+		}
+		if _, err := a.request(devicelink.MsgPurgeDiskSpace, need+2<<30, int64(4), map[string]any{}, a.pct, uint64(0)); err != nil {
+			return false, err
+		}
+	}
+}
+
+func prefixDirs(base string) []string {
+	out := []string{base}
+	for i := 0; i < 256; i++ {
+		out = append(out, fmt.Sprintf("%s/%02x", base, i))
+	}
+	return out
+}
+
+func (a *agent) uploadStatus(u string, st *backupfmt.Status, state string) error {
+	st.SnapshotState = state
+	b, err := st.Marshal()
+	if err != nil {
+		return fmt.Errorf("backupagent: %w", err)
+	}
+	s, _, err := a.upload([]upFile{{dev: "Status.plist", host: u + "/Status.plist", data: b}})
+	if err != nil {
+		return err
+	}
+	if s.Code != 0 {
+		return a.finish(105, errorTexts[105])
+	}
+	return nil
+}
+
+func toAny(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+func newUUID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return strings.ToUpper(fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16]))
+}
+
+// staleFiles lists the host's prefix dirs and returns content files that
+// are not part of this (full) backup.
+func (a *agent) staleFiles(u string, present map[string]bool) ([]string, error) {
+	var out []string
+	for _, d := range prefixDirs(u)[1:] {
+		names, err := a.list(d)
+		if err != nil {
+			return nil, err
+		}
+		for name := range names {
+			if !present[name] {
+				out = append(out, d+"/"+name)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// list runs DLContentsOfDirectory and returns name → size.
+func (a *agent) list(dir string) (map[string]int64, error) {
+	st, err := a.request(devicelink.MsgContentsOfDir, dir, map[string]any{}, a.pct, uint64(0))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int64{}
+	d, _ := st.Extra.(map[string]any)
+	for name, v := range d {
+		e, _ := v.(map[string]any)
+		if e["DLFileType"] == "DLFileTypeRegular" {
+			n, _ := devicelink.Int(e["DLFileSize"])
+			out[name] = n
+		}
+	}
+	return out, nil
+}
+
+// checkHost re-reads the metadata and lists the prefix dirs; every content
+// file of the manifest must be there (§4.3 step 16).
+func (a *agent) checkHost(u string, items []item, db []byte) (bool, error) {
+	got, err := a.download(u+"/Status.plist", u+"/Manifest.plist", u+"/Manifest.db")
+	if err != nil {
+		return false, err
+	}
+	if !bytes.Equal(got[u+"/Manifest.db"], db) || len(got[u+"/Manifest.plist"]) == 0 || len(got[u+"/Status.plist"]) == 0 {
+		return false, nil
+	}
+	if _, err := a.list(u); err != nil {
+		return false, err
+	}
+	listed := map[string]map[string]int64{}
+	for _, it := range items {
+		if it.rec.Type() != backupfmt.FlagFile {
+			continue
+		}
+		id := it.rec.FileID
+		names, ok := listed[id[:2]]
+		if !ok {
+			if names, err = a.list(u + "/" + id[:2]); err != nil {
+				return false, err
+			}
+			listed[id[:2]] = names
+		}
+		if _, ok := names[id]; !ok {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+func sha1Sum(b []byte) []byte {
+	h := newSHA1()
+	h.Write(b)
+	return h.Sum(nil)
+}
