@@ -1,0 +1,182 @@
+package memlink
+
+import (
+	"io"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func read(t *testing.T, r io.Reader, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	k, err := r.Read(b)
+	require.NoError(t, err)
+	return b[:k]
+}
+
+func TestTransfersAndBuffering(t *testing.T) {
+	host, dev, f := New(Options{})
+	// Both sides write first: no deadlock.
+	_, err := host.Write([]byte("to device"))
+	require.NoError(t, err)
+	_, err = dev.Write([]byte("to host"))
+	require.NoError(t, err)
+	_, err = host.Write(nil) // ZLP
+	require.NoError(t, err)
+	_, err = host.Write([]byte("abcdef"))
+	require.NoError(t, err)
+
+	assert.Equal(t, "to host", string(read(t, host, 100)))
+	assert.Equal(t, "to device", string(read(t, dev, 100)), "one transfer per Read")
+	assert.Empty(t, read(t, dev, 100), "ZLP")
+	assert.Equal(t, "abc", string(read(t, dev, 3)), "partial transfer")
+	assert.Equal(t, "def", string(read(t, dev, 100)))
+
+	transfers, bytes := f.Stats(ToDevice)
+	assert.Equal(t, int64(3), transfers)
+	assert.Equal(t, int64(15), bytes)
+
+	assert.Error(t, f.Leaks())
+	require.NoError(t, host.Close())
+	_, err = dev.Read(make([]byte, 1))
+	assert.ErrorIs(t, err, io.EOF)
+	_, err = dev.Write([]byte("x"))
+	assert.ErrorIs(t, err, ErrPeerClosed)
+	_, err = host.Read(make([]byte, 1))
+	assert.ErrorIs(t, err, ErrClosed)
+	assert.ErrorIs(t, host.Close(), ErrClosed)
+	assert.ErrorContains(t, f.Leaks(), "device")
+	require.NoError(t, dev.Close())
+	assert.NoError(t, f.Leaks())
+}
+
+func TestWriteBlocksWhenFull(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		host, dev, _ := New(Options{Buffer: 10})
+		_, err := host.Write(make([]byte, 8))
+		require.NoError(t, err)
+		done := make(chan error)
+		go func() { _, err := host.Write(make([]byte, 8)); done <- err }()
+		synctest.Wait()
+		select {
+		case <-done:
+			t.Fatal("write should block on a full buffer")
+		default:
+		}
+		read(t, dev, 100)
+		require.NoError(t, <-done)
+		_ = host.Close()
+		_ = dev.Close()
+	})
+}
+
+func TestDropAndStall(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		host, dev, f := New(Options{})
+		_, err := host.Write([]byte("held"))
+		require.NoError(t, err)
+		f.Stall()
+		got := make(chan string)
+		go func() {
+			b := make([]byte, 10)
+			n, _ := dev.Read(b)
+			got <- string(b[:n])
+		}()
+		synctest.Wait()
+		select {
+		case <-got:
+			t.Fatal("read during stall")
+		default:
+		}
+		f.Unstall()
+		assert.Equal(t, "held", <-got)
+
+		errs := make(chan error, 2)
+		go func() { _, err := dev.Read(make([]byte, 1)); errs <- err }()
+		go func() { _, err := host.Read(make([]byte, 1)); errs <- err }()
+		synctest.Wait()
+		f.Drop()
+		assert.ErrorIs(t, <-errs, ErrDropped)
+		assert.ErrorIs(t, <-errs, ErrDropped)
+		_, err = host.Write([]byte("x"))
+		assert.ErrorIs(t, err, ErrDropped)
+		_ = host.Close()
+		_ = dev.Close()
+	})
+}
+
+func TestCorruptDuplicateReorder(t *testing.T) {
+	host, dev, f := New(Options{})
+	f.CorruptAfter(5)
+	_, _ = dev.Write([]byte("abc"))
+	_, _ = dev.Write([]byte("defg"))
+	assert.Equal(t, "abc", string(read(t, host, 10)))
+	assert.Equal(t, []byte{'d', 'e', 'f' ^ 0xFF, 'g'}, read(t, host, 10))
+
+	f.DuplicateNext()
+	_, _ = dev.Write([]byte("dup"))
+	assert.Equal(t, "dup", string(read(t, host, 10)))
+	assert.Equal(t, "dup", string(read(t, host, 10)))
+
+	f.ReorderNext()
+	_, _ = dev.Write([]byte("one"))
+	_, _ = dev.Write([]byte("two"))
+	assert.Equal(t, "two", string(read(t, host, 10)))
+	assert.Equal(t, "one", string(read(t, host, 10)))
+
+	f.CorruptAfterTo(ToDevice, 0)
+	_, _ = host.Write([]byte{0})
+	assert.Equal(t, []byte{0xFF}, read(t, dev, 10))
+	_ = host.Close()
+	_ = dev.Close()
+}
+
+// TestRateLimit checks the token bucket in fake time: 3 MB at 1 MB/s take 3 s.
+func TestRateLimit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		host, dev, f := New(Options{})
+		f.RateLimit(1_000_000)
+		go func() {
+			b := make([]byte, 100_000)
+			for {
+				if _, err := dev.Read(b); err != nil {
+					return
+				}
+			}
+		}()
+		start := time.Now()
+		for range 30 {
+			_, err := host.Write(make([]byte, 100_000))
+			require.NoError(t, err)
+		}
+		assert.Equal(t, 3*time.Second, time.Since(start))
+		f.RateLimit(0)
+		start = time.Now()
+		_, err := host.Write(make([]byte, 100_000))
+		require.NoError(t, err)
+		assert.Zero(t, time.Since(start))
+		_ = host.Close()
+		_ = dev.Close()
+	})
+}
+
+func TestRateLimitInterruptedByDrop(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		host, dev, f := New(Options{})
+		f.RateLimit(1000)
+		errc := make(chan error)
+		go func() { _, err := host.Write(make([]byte, 1_000_000)); errc <- err }()
+		synctest.Wait()
+		f.Drop()
+		assert.ErrorIs(t, <-errc, ErrDropped)
+		_ = host.Close()
+		_ = dev.Close()
+	})
+}
