@@ -29,6 +29,7 @@ type queued struct {
 	ack     *Conn
 	seg     TCPHeader
 	payload []byte
+	after   func() // run by the writer once the packet is on the link
 }
 
 // maxQueued bounds queued RSTs and similar packets; beyond it they are dropped (the peer ignores
@@ -221,6 +222,14 @@ func (s *Session) queue(q queued) {
 	}
 }
 
+// QueueSegmentThen is QueueSegment with a callback the writer goroutine runs once the
+// packet has been written to the link (not run if the session dies first). The device side
+// uses it to hand out a connection only after its SYN-ACK is on the wire, so data written on
+// the new connection can never overtake the SYN-ACK.
+func (s *Session) QueueSegmentThen(h TCPHeader, payload []byte, after func()) {
+	s.queue(queued{seg: h, payload: append([]byte(nil), payload...), after: after})
+}
+
 // WriteSegment writes one TCP packet now, from the caller's goroutine. A write error is
 // link-fatal: it closes the session.
 func (s *Session) WriteSegment(h TCPHeader, payload []byte) error {
@@ -261,9 +270,13 @@ func (s *Session) writer() {
 						continue
 					}
 				}
+				after := q.after
 				batch[i] = queued{}
 				if s.writeSegment(h, payload) != nil {
 					return
+				}
+				if after != nil {
+					after()
 				}
 			}
 		}

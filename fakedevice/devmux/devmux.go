@@ -221,10 +221,13 @@ func (srv *Server) unmatched(h usbmux.TCPHeader, _ []byte) {
 		return
 	}
 	reply.Flags = usbmux.FlagSYN | usbmux.FlagACK
-	srv.s.QueueSegment(reply, nil) // queued before any data the conn may write
-	if !l.offer(c) {
-		_ = c.Reset("backlog full")
-	}
+	// The connection is handed to Accept only once its SYN-ACK is on the link: data the
+	// device writes on it must never overtake the SYN-ACK (the host would refuse the dial).
+	srv.s.QueueSegmentThen(reply, nil, func() {
+		if !l.offer(c) {
+			_ = c.Reset("backlog full")
+		}
+	})
 }
 
 // Listen accepts host connections to a device port. Only one listener per port.
