@@ -10,6 +10,7 @@ import (
 	"github.com/ibackup/ibackup/fakedevice/backupagent"
 	"github.com/ibackup/ibackup/fakedevice/lockdownd"
 	"github.com/ibackup/ibackup/fakedevice/memlink"
+	"github.com/ibackup/ibackup/fakedevice/profile"
 	"github.com/ibackup/ibackup/lockdown/notifyproxy"
 	"github.com/ibackup/ibackup/mobilebackup2/backupfmt"
 	"github.com/ibackup/ibackup/usbmux"
@@ -97,12 +98,15 @@ func (d *Device) backupConfig(ctx context.Context) backupagent.Config {
 			SerialNumber: id.SerialNumber, UniqueDeviceID: id.UniqueDeviceID,
 		},
 		SystemDomainsVersion: d.prof.SystemDomainsVersion,
-		State:                d.restore,
-		Encryption:           d.enc,
+		// iOS 5–9 phones write Manifest.mbdb backups with a flat layout (§5.7).
+		MBDB:       d.prof.Manifest == profile.ManifestMBDB,
+		State:      d.restore,
+		Encryption: d.enc,
 		Faults: backupagent.Faults{
 			RemoteErrorFile: d.faults.RemoteErrorFile,
 			TruncateFile:    d.faults.TruncateFile,
 			FinalError:      d.faults.Error,
+			DeviceFull:      d.faults.DiskFull,
 		},
 		Logger: d.opts.Logger,
 	}

@@ -42,6 +42,13 @@ type Faults struct {
 	RemoteErrorFile int
 	// TruncateFile makes the N-th uploaded file (1-based) arrive short.
 	TruncateFile int
+	// DiskFull: the phone's own storage is full. A backup ends before any
+	// file is sent with MBError 106 (the phone cannot create its snapshot;
+	// the code is [I], the facts document none for this case), a restore
+	// with MBError 106 "Insufficient free disk space on device to restore"
+	// at the phone's free-space check (mobilebackup2-and-backup-format.md
+	// §2.5, §7.2 step 5), before anything was copied or downloaded.
+	DiskFull bool
 }
 
 // PasscodeNever is the PasscodeWait of a user who never enters the passcode.
@@ -61,7 +68,10 @@ corrupt-after=BYTES   one byte is flipped after BYTES
 rate=BYTES/s          USB link limited to BYTES per second (e.g. 30M/s)
 error=CODE            backup ends with MBError CODE (208, 105, 3, 205)
 remote-error-file=N   the N-th file of a backup fails on the phone
-truncate-file=N       the N-th file of a backup arrives truncated`
+truncate-file=N       the N-th file of a backup arrives truncated
+disk-full             the phone's own storage is full: a backup ends with MBError 106
+                      (snapshot cannot be created), a restore with MBError 106
+                      (insufficient free disk space on device to restore)`
 
 // ParseFaults parses fault specifications (FaultHelp), each possibly a
 // comma-separated list, into one Faults value.
@@ -106,6 +116,9 @@ func (f *Faults) apply(spec string) error {
 	case "wrong-cert":
 		err = noVal()
 		f.WrongCert = true
+	case "disk-full":
+		err = noVal()
+		f.DiskFull = true
 	case "trust-delay":
 		if err = need(); err == nil {
 			f.TrustDelay, err = parseDuration(name, val)
@@ -147,7 +160,7 @@ func (f *Faults) apply(spec string) error {
 			f.TruncateFile, err = parseCount(name, val)
 		}
 	default:
-		return fmt.Errorf("fakedevice: unknown fault %q (known: deny-trust, trust-delay=, locked, wrong-cert, passcode-wait, link-drop-after=, stall-after=, corrupt-after=, rate=, error=, remote-error-file=, truncate-file=)", name)
+		return fmt.Errorf("fakedevice: unknown fault %q (known: deny-trust, trust-delay=, locked, wrong-cert, disk-full, passcode-wait, link-drop-after=, stall-after=, corrupt-after=, rate=, error=, remote-error-file=, truncate-file=)", name)
 	}
 	return err
 }
@@ -197,6 +210,7 @@ func (f Faults) merge(o Faults) Faults {
 	f.DenyTrust = f.DenyTrust || o.DenyTrust
 	f.Locked = f.Locked || o.Locked
 	f.WrongCert = f.WrongCert || o.WrongCert
+	f.DiskFull = f.DiskFull || o.DiskFull
 	pick := func(a, b int64) int64 {
 		if b != 0 {
 			return b

@@ -11,19 +11,19 @@ import (
 func TestParseFaults(t *testing.T) {
 	f, err := ParseFaults([]string{"deny-trust,trust-delay=5s", "locked", "wrong-cert", "passcode-wait",
 		"link-drop-after=2M", "stall-after=10k", "corrupt-after=100", "rate=30M/s", "error=208",
-		"remote-error-file=3", "truncate-file=4"})
+		"remote-error-file=3", "truncate-file=4", "disk-full"})
 	require.NoError(t, err)
 	assert.Equal(t, Faults{
 		DenyTrust: true, TrustDelay: 5 * time.Second, Locked: true, WrongCert: true,
 		PasscodeWait: PasscodeNever, LinkDropAfter: 2 << 20, StallAfter: 10 << 10, CorruptAfter: 100,
-		Rate: 30 << 20, Error: 208, RemoteErrorFile: 3, TruncateFile: 4,
+		Rate: 30 << 20, Error: 208, RemoteErrorFile: 3, TruncateFile: 4, DiskFull: true,
 	}, f)
 
 	f, err = ParseFaults([]string{"passcode-wait=2s"})
 	require.NoError(t, err)
 	assert.Equal(t, 2*time.Second, f.PasscodeWait)
 
-	for _, bad := range []string{"nope", "deny-trust=1", "trust-delay", "trust-delay=x", "rate=0", "error=-1", "link-drop-after=lots"} {
+	for _, bad := range []string{"nope", "deny-trust=1", "trust-delay", "trust-delay=x", "rate=0", "error=-1", "link-drop-after=lots", "disk-full=yes"} {
 		_, err := ParseFaults([]string{bad})
 		assert.Error(t, err, bad)
 	}

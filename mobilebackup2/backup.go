@@ -39,6 +39,15 @@ type BackupOptions struct {
 	// NoSync skips fsync of received files (faster, not crash-safe against
 	// power loss; a process crash is still safe).
 	NoSync bool
+	// Password, when set, is the phone's backup password: an encrypted
+	// backup is then verified decrypted (every file's key, padding, size
+	// and digest). Without it only the stored sizes of an encrypted backup
+	// are checked. It is never sent to the phone (§6: the phone encrypts
+	// with the password it holds).
+	Password string
+	// TempDir receives the decrypted Manifest.db while verifying ("" =
+	// os.TempDir).
+	TempDir string
 	// SpaceLimit, when > 0, caps the bytes this backup may write; the phone
 	// is told at most this much free space and writes beyond it fail as a
 	// full disk.
@@ -174,7 +183,7 @@ func (c *Client) runBackup(ctx context.Context, opts BackupOptions, log *slog.Lo
 	e.ev.Phase = PhaseVerifying
 	e.emit()
 	v := &verifier{root: root, rootDir: work.Root(), udid: opts.Target, received: e.received,
-		hash: !opts.SkipVerify, progress: opts.Progress, ev: e.ev}
+		hash: !opts.SkipVerify, progress: opts.Progress, ev: e.ev, password: opts.Password, tempDir: opts.TempDir}
 	if b, ok := work.Base(); ok && !b.Unmanaged {
 		v.base = &b
 	}

@@ -276,6 +276,25 @@ func (e *engine) moveOne(s, d string) error {
 	if err != nil {
 		return err
 	}
+	// A regular file moved onto a path that is not a directory (the common
+	// case: the phone moves every file of a backup out of its staging
+	// area) only touches its own entries; scanning every known path on
+	// each move made a backup quadratic in its file count.
+	if fileMove(e.root, sp, dp) {
+		if err := moveItem(e.root, sp, dp); err != nil {
+			delete(e.dirs, sp)
+			delete(e.dirs, dp)
+			return err
+		}
+		delete(e.dirs, sp)
+		delete(e.dirs, dp)
+		delete(e.received, dp)
+		if v, ok := e.received[sp]; ok {
+			delete(e.received, sp)
+			e.received[dp] = v
+		}
+		return nil
+	}
 	e.forgetDirs(sp)
 	e.forgetDirs(dp)
 	if err := moveItem(e.root, sp, dp); err != nil {
@@ -289,6 +308,17 @@ func (e *engine) moveOne(s, d string) error {
 		}
 	}
 	return nil
+}
+
+// fileMove reports whether moving sp to dp moves one non-directory onto a
+// path that is missing or not a directory either.
+func fileMove(root *os.Root, sp, dp string) bool {
+	fi, err := root.Lstat(sp)
+	if err != nil || fi.IsDir() {
+		return false
+	}
+	fi, err = root.Lstat(dp)
+	return err != nil && errors.Is(err, fs.ErrNotExist) || err == nil && !fi.IsDir()
 }
 
 // errReadOnly refuses a change to the backup being restored.

@@ -70,7 +70,7 @@ func (e *DeviceError) Hint() string {
 	case CodeHostDiskSpace:
 		return "there is not enough free space on the backup disk; free some space or choose another backup directory"
 	case CodeDeviceDiskSpace:
-		return "there is not enough free space on the phone"
+		return "the phone's own storage is full (not the backup disk); free space on the phone (Settings > General > iPhone Storage: delete or offload apps, photos, videos) and try again; the backup on this computer was not changed"
 	case CodeIncompatibleBackup:
 		return "the backup is from a newer iOS version or an unsupported format; update the phone first"
 	case CodeNoStatus:
@@ -133,6 +133,10 @@ func (e *VerifyError) Hint() string {
 
 // Hint returns the plain-language advice for err, or "" when there is none.
 func Hint(err error) string {
+	var pe *PasswordError
+	if errors.As(err, &pe) {
+		return pe.Hint()
+	}
 	var de *DeviceError
 	if errors.As(err, &de) {
 		return de.Hint()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ibackup/ibackup/lockdown/plistconn"
 	"github.com/ibackup/ibackup/mobilebackup2/backupfmt"
+	"github.com/ibackup/ibackup/mobilebackup2/keybag"
 	"github.com/ibackup/ibackup/mobilebackup2/offline"
 	"github.com/ibackup/ibackup/mobilebackup2/snapshot"
 )
@@ -121,13 +122,17 @@ func precheck(udidDir string, opts RestoreOptions) error {
 	if err != nil {
 		reasons = append(reasons, "Manifest.plist: "+err.Error())
 	} else if mf.IsEncrypted && opts.Password == "" {
-		reasons = append(reasons, "the backup is encrypted: a password is required")
+		return &PasswordError{Kind: ErrPasswordRequired, Also: []error{ErrBackupUnusable}}
 	}
 	if info != nil && opts.DeviceVersion != "" && compareVersions(info.ProductVersion, opts.DeviceVersion) > 0 {
 		reasons = append(reasons, fmt.Sprintf("the backup is from iOS %s, newer than the phone's iOS %s", info.ProductVersion, opts.DeviceVersion))
 	}
 	rep, err := offline.Verify(udidDir, offline.VerifyOptions{Options: offline.Options{Password: opts.Password, TempDir: opts.TempDir}})
 	switch {
+	case errors.Is(err, keybag.ErrWrongPassword):
+		// The backup's keybag refuses the password: refused before the
+		// phone sees anything (it would answer 207, §7.2 step 4).
+		return &PasswordError{Kind: ErrWrongPassword, Also: []error{ErrBackupUnusable}}
 	case err != nil:
 		reasons = append(reasons, "verification: "+err.Error())
 	case len(rep.Problems) > 0:
@@ -261,6 +266,9 @@ func (c *Client) Restore(ctx context.Context, opts RestoreOptions) (*RestoreResu
 	final, err := e.run(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if final.code == CodePassword {
+		return nil, passwordResult(&DeviceError{Code: final.code, Description: final.description})
 	}
 	if final.code != 0 {
 		return nil, &DeviceError{Code: final.code, Description: final.description}

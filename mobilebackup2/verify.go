@@ -29,6 +29,9 @@ type verifier struct {
 	hash     bool
 	progress func(Event)
 	ev       Event
+	// password checks an encrypted backup's decrypted content; tempDir
+	// receives its decrypted Manifest.db while checking.
+	password, tempDir string
 }
 
 type verifySummary struct {
@@ -59,13 +62,13 @@ func (v *verifier) run() (*snapshot.Record, *verifySummary, error) {
 	if _, err := v.root.Lstat(u + "/Snapshot"); err == nil {
 		v.problem(s, u+"/Snapshot", "staging directory left behind (§4.5)")
 	}
-	encrypted := false
+	var mf *backupfmt.Manifest
 	if b, err := v.root.ReadFile(u + "/Manifest.plist"); err != nil {
 		v.problem(s, u+"/Manifest.plist", "missing or unreadable: "+err.Error())
 	} else if m, err := backupfmt.ParseManifest(b); err != nil {
 		v.problem(s, u+"/Manifest.plist", err.Error())
 	} else {
-		encrypted = m.IsEncrypted
+		mf = m
 	}
 
 	rec := &snapshot.Record{FullBackup: s.full, Verified: v.hash, Files: map[string]snapshot.FileSum{}}
@@ -78,11 +81,22 @@ func (v *verifier) run() (*snapshot.Record, *verifySummary, error) {
 		}
 	}
 	if _, err := v.root.Lstat(u + "/Manifest.db"); err != nil {
+		if v.hasMBDB() { // an iOS 5–9 phone (§5.7)
+			if err := v.checkMBDB(s, rec, mf); err != nil {
+				return nil, nil, err
+			}
+			return rec, s, nil
+		}
 		v.problem(s, u+"/Manifest.db", "missing: "+err.Error())
 		return rec, s, nil
 	}
-	if encrypted {
-		s.warnings = append(s.warnings, "backup is encrypted: Manifest.db rows were not checked without the password")
+	if mf != nil && mf.IsEncrypted {
+		if !v.hash {
+			return rec, s, nil
+		}
+		if err := v.checkEncrypted(s, mf); err != nil {
+			return nil, nil, err
+		}
 		return rec, s, nil
 	}
 	if v.hash {

@@ -266,8 +266,82 @@ func TestProfilesBackup(t *testing.T) {
 			var sum map[string]any
 			require.NoError(t, json.Unmarshal([]byte(r.stdout), &sum))
 			assert.Equal(t, filepath.Base(onlyPhone(t, phones)), sum["udid"])
+			if p == "ios9" {
+				checkMBDBBackup(t, phones, backups)
+			}
 		})
 	}
+}
+
+// checkMBDBBackup: an iOS 9 phone's backup is in the iOS 5–9 format
+// (Manifest.mbdb, flat <UDID>/<fileID>, Status 2.4, §5.7); verify, ls,
+// extract, an incremental backup and a restore all work on it.
+func checkMBDBBackup(t *testing.T, phones, backups string) {
+	t.Helper()
+	ph := onlyPhone(t, phones)
+	udid := filepath.Base(ph)
+	u := filepath.Join(backups, udid)
+	assert.FileExists(t, filepath.Join(u, "Manifest.mbdb"))
+	assert.NoFileExists(t, filepath.Join(u, "Manifest.db"))
+	ents, err := os.ReadDir(u)
+	require.NoError(t, err)
+	for _, e := range ents {
+		assert.False(t, e.IsDir(), "flat layout has no folder %s", e.Name())
+	}
+	r := mustRun(t, "info", backups, "--json")
+	assert.Contains(t, r.stdout, "Manifest.mbdb")
+	assert.Contains(t, mustRun(t, "verify", backups).stdout, ": OK")
+	assert.Contains(t, mustRun(t, "ls", backups, "--domain", "HomeDomain").stdout, "Library/SMS/sms.db")
+	out := t.TempDir()
+	mustRun(t, "extract", backups, out, "--domain", "HomeDomain")
+	sms := filepath.Join("HomeDomain", "Library", "SMS", "sms.db")
+	want, err := os.ReadFile(filepath.Join(ph, "files", sms))
+	require.NoError(t, err)
+	got, err := os.ReadFile(filepath.Join(out, sms))
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+
+	added := filepath.Join(ph, "files", "HomeDomain", "Library", "added.txt")
+	require.NoError(t, os.WriteFile(added, []byte("after the first backup"), 0o644))
+	r = mustRun(t, "backup", "--fake-dir", phones, backups, "--json")
+	assert.Equal(t, false, doneEvent(t, r.stdout)["full"], "incremental from Status.plist 2.4 + Manifest.mbdb")
+
+	require.NoError(t, os.Remove(filepath.Join(ph, "files", sms)))
+	require.NoError(t, os.Remove(added))
+	mustRun(t, "restore", "--fake-dir", phones, backups)
+	b, err := os.ReadFile(filepath.Join(ph, "files", sms))
+	require.NoError(t, err)
+	assert.Equal(t, want, b)
+	assert.FileExists(t, added)
+}
+
+// TestDiskFull: the phone's own storage is full: backup and restore end
+// with MBError 106, a clear hint, and the last good backup untouched.
+func TestDiskFull(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	phones, backups := t.TempDir(), t.TempDir()
+	mustRun(t, "fake", "new", phones, "--files", "6", "--size", "20K")
+	mustRun(t, "backup", "--fake-dir", phones, backups)
+	r := ibackup(t, "backup", "--fake-dir", phones, backups, "--full", "--fake-fault", "disk-full")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "error 106")
+	assert.Contains(t, r.stderr, "hint: the phone's own storage is full")
+
+	victim := filepath.Join(onlyPhone(t, phones), "files", "HomeDomain", "Library", "SMS", "sms.db")
+	require.NoError(t, os.Remove(victim))
+	r = ibackup(t, "restore", "--fake-dir", phones, backups, "--fake-fault", "disk-full")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stderr, "Insufficient free disk space on device to restore")
+	assert.Contains(t, r.stderr, "hint: the phone's own storage is full")
+	assert.NoFileExists(t, victim, "nothing was restored")
+
+	r = mustRun(t, "versions", backups, "--json")
+	var vs []versionJSON
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &vs))
+	assert.Len(t, vs, 1)
+	mustRun(t, "verify", backups)
+	mustRun(t, "restore", "--fake-dir", phones, backups)
+	assert.FileExists(t, victim)
 }
 
 // TestRestoreNoReboot: a restore that waits for the reboot is applied when

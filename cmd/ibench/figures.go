@@ -57,7 +57,8 @@ func (b *bench) ours(ctx context.Context, udid, out string, extra ...string) (us
 	var args []string
 	if b.profDir != "" {
 		b.nprof++
-		args = append(args, fmt.Sprintf("%s%s/backup-%02d.pprof", profileArg, b.profDir, b.nprof))
+		args = append(args, fmt.Sprintf("%s%s/backup-%02d.pprof", profileArg, b.profDir, b.nprof),
+			fmt.Sprintf("%s%s/backup-%02d.heap", memProfileArg, b.profDir, b.nprof))
 	}
 	args = append(args, "backup", "--usbmuxd", b.d.socket, "-u", udid)
 	args = append(args, extra...)
@@ -87,8 +88,12 @@ func (b *bench) fresh(name string) string {
 	return p
 }
 
-// cleanup removes a finished output directory to keep the disk use bounded.
-func cleanup(dir string) { _ = os.RemoveAll(dir) }
+// cleanup is called when an output directory is no longer needed. It
+// keeps it: deleting many files right before the next measurement makes
+// file creation slower on some file systems (ext4 without a journal scans
+// recently deleted inodes), which would skew the next figure. Every output
+// directory is removed at the end of the run instead.
+func cleanup(string) {}
 
 func (b *bench) reps() int {
 	if b.quick {
@@ -236,17 +241,25 @@ func (b *bench) memFigure(ctx context.Context, p *phoneSpec) error {
 		return err
 	}
 	b.record(memFig("mem-backup", fmt.Sprintf("peak RSS, ibackup backup of %d files", p.Files), bk))
-	vf, err := b.runTo(ctx, io.Discard, b.ibackup, nil, "verify", dir)
+	vf, err := b.runTo(ctx, io.Discard, b.ibackup, nil, b.memArgs("verify", "verify", dir)...)
 	if err != nil {
 		return err
 	}
 	b.record(memFig("mem-verify", "peak RSS, ibackup verify of that backup", vf))
-	ls, err := b.runTo(ctx, io.Discard, b.ibackup, nil, "ls", dir)
+	ls, err := b.runTo(ctx, io.Discard, b.ibackup, nil, b.memArgs("ls", "ls", dir)...)
 	if err != nil {
 		return err
 	}
 	b.record(memFig("mem-ls", "peak RSS, ibackup ls of that backup", ls))
 	return nil
+}
+
+// memArgs prefixes args with the heap-profile argument when profiling.
+func (b *bench) memArgs(name string, args ...string) []string {
+	if b.profDir == "" {
+		return args
+	}
+	return append([]string{fmt.Sprintf("%s%s/%s.heap", memProfileArg, b.profDir, name)}, args...)
 }
 
 func memFig(name, what string, u usage) figure {

@@ -121,6 +121,7 @@ func mainErr() int {
 		}
 	}
 	failed := b.runAll(ctx, want)
+	_ = os.RemoveAll(filepath.Join(b.work, "out"))
 	met := 0
 	for _, f := range b.results {
 		if f.met() {

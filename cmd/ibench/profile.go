@@ -10,25 +10,52 @@ import (
 
 // profileHook is compiled into the profiling build of ibackup only (through
 // go build -overlay); cmd/ibackup itself is not changed. It takes a hidden
-// first argument --ibench-cpuprofile=FILE off the command line, profiles the
-// whole run and writes the profile when main exits.
+// first arguments --ibench-cpuprofile=FILE (profiles the whole run, written
+// when main exits) and --ibench-memprofile=FILE (heap profile rewritten at
+// every new peak of the heap in use) off the command line.
 const profileHook = `package main
 
 import (
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strings"
+	"time"
 )
 
 var ibenchProfile *os.File
 
 func init() {
-	if len(os.Args) > 1 && strings.HasPrefix(os.Args[1], "--ibench-cpuprofile=") {
-		f, err := os.Create(strings.TrimPrefix(os.Args[1], "--ibench-cpuprofile="))
-		if err == nil && pprof.StartCPUProfile(f) == nil {
-			ibenchProfile = f
-		}
+	for len(os.Args) > 1 && strings.HasPrefix(os.Args[1], "--ibench-") {
+		arg := os.Args[1]
 		os.Args = append(os.Args[:1], os.Args[2:]...)
+		if p, ok := strings.CutPrefix(arg, "--ibench-cpuprofile="); ok {
+			f, err := os.Create(p)
+			if err == nil && pprof.StartCPUProfile(f) == nil {
+				ibenchProfile = f
+			}
+		}
+		if p, ok := strings.CutPrefix(arg, "--ibench-memprofile="); ok {
+			go ibenchHeapPeaks(p)
+		}
+	}
+}
+
+// ibenchHeapPeaks writes a heap profile whenever the heap in use reaches a
+// new high, so the file shows what was live near the peak.
+func ibenchHeapPeaks(path string) {
+	var peak uint64
+	for range time.Tick(500 * time.Millisecond) {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		if ms.HeapInuse <= peak+peak/10 {
+			continue
+		}
+		peak = ms.HeapInuse
+		if f, err := os.Create(path); err == nil {
+			_ = pprof.Lookup("heap").WriteTo(f, 0)
+			f.Close()
+		}
 	}
 }
 
@@ -41,8 +68,11 @@ func ibenchExit(code int) {
 }
 `
 
-// profileArg is the hidden argument the profiling build understands.
-const profileArg = "--ibench-cpuprofile="
+// Hidden first arguments the profiling build understands.
+const (
+	profileArg    = "--ibench-cpuprofile="
+	memProfileArg = "--ibench-memprofile="
+)
 
 // writeProfileOverlay writes the overlay files into dir and returns the
 // overlay JSON path for go build -overlay.

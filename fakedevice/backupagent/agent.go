@@ -6,6 +6,13 @@
 // Manifest.db, checks the host's directory at the end (205 when it lies),
 // and injects faults on request.
 //
+// When the phone's backup password is set (Encryption) its backups are
+// encrypted like a real phone's (§6): a keybag of both KDF generations,
+// per-file keys wrapped with class keys, AES-256-CBC content and, from iOS
+// 10.2, an encrypted Manifest.db. Restores of encrypted backups are
+// unlocked with the request's password (207 when wrong), and ChangePassword
+// turns encryption on, off or changes the password (§6.5).
+//
 // It also satisfies idevicebackup2 1.3.0 (libimobiledevice-client-needs.md
 // §4.7): that host never answers DLMessagePurgeDiskSpace, so the agent only
 // sends it when Config.Purge is set.
@@ -43,6 +50,10 @@ type Config struct {
 	Lockdown backupfmt.Lockdown
 	// SystemDomainsVersion for Manifest.plist (default "24.0").
 	SystemDomainsVersion string
+	// MBDB makes backups in the iOS 5–9 format: Manifest.mbdb, files flat
+	// as <UDID>/<fileID>, Status.plist Version "2.4", Manifest.plist
+	// Version "9.1" (§5.7). Restores accept both formats either way.
+	MBDB bool
 	// BatchSize is the number of files per UploadFiles/MoveItems (default 128).
 	BatchSize int
 	// NoDigest leaves MBFile.Digest empty, as many modern devices do.
@@ -58,9 +69,17 @@ type Config struct {
 	// State keeps a restore that waits for a reboot across sessions
 	// (nil = restores apply at once and 102 is never reported).
 	State *State
-	// BackupPassword is the phone's backup password; an encrypted backup
-	// restored with another password gets 207.
+	// Encryption is the phone's backup-encryption setting, shared by all
+	// sessions of the phone (see NewEncryption). When nil, a per-session
+	// setting is made from BackupPassword with device-default KDF rounds,
+	// and ChangePassword is refused (error 1: nothing could keep the change).
+	Encryption *Encryption
+	// BackupPassword is the phone's backup password when Encryption is nil
+	// ("" = backups are not encrypted).
 	BackupPassword string
+	// ConfirmPasscode, when set, is the passcode prompt a ChangePassword
+	// shows first (iOS 13+, §6.5): false = nobody entered it (MBError 208).
+	ConfirmPasscode func(ctx context.Context) bool
 	// Now returns the time (default time.Now).
 	Now func() time.Time
 	// Logger receives debug messages (nil = discard).
@@ -90,6 +109,11 @@ type Faults struct {
 	IgnoreFreeSpace bool
 	// HelloError answers Hello with this ErrorCode.
 	HelloError int
+	// DeviceFull: the phone itself is out of storage. A backup ends at once
+	// with MBError 106 (the phone cannot create its snapshot) and a restore
+	// with 106 "Insufficient free disk space on device to restore" at the
+	// device's free-space check (§2.5, §7.2 step 5).
+	DeviceFull bool
 	// OnFile is called before content file N is sent (test hook; it may block).
 	OnFile func(n int)
 }
@@ -100,8 +124,18 @@ func Serve(ctx context.Context, conn net.Conn, cfg Config) error {
 	defer conn.Close()
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
-	a := &agent{cfg: cfg, conn: conn, dl: devicelink.NewConn(conn, plistconn.Binary)}
+	a := &agent{cfg: cfg, conn: conn, dl: devicelink.NewConn(conn, plistconn.Binary), ctx: ctx}
 	a.defaults()
+	a.enc = cfg.Encryption
+	if a.enc == nil {
+		a.encEphemeral = true
+		var err error
+		a.enc, err = NewEncryption(EncryptionConfig{Password: cfg.BackupPassword,
+			NoDP: !EncryptsManifest(cfg.Lockdown.ProductVersion)})
+		if err != nil {
+			return err
+		}
+	}
 	if a.cfg.WorkDir == "" {
 		d, err := os.MkdirTemp("", "backupagent-*")
 		if err != nil {
@@ -121,11 +155,18 @@ func Serve(ctx context.Context, conn net.Conn, cfg Config) error {
 var errDropped = errors.New("backupagent: link dropped (fault)")
 
 type agent struct {
-	cfg  Config
-	conn net.Conn
-	dl   *devicelink.Conn
-	log  *slog.Logger
-	pct  float64
+	cfg Config
+	ctx context.Context
+	enc *Encryption
+	// encEphemeral: enc was made for this session only (Config.Encryption nil).
+	encEphemeral bool
+	conn         net.Conn
+	dl           *devicelink.Conn
+	log          *slog.Logger
+	pct          float64
+	// restoreFlat: the backup being restored keeps its files flat
+	// (<UDID>/<fileID>, Manifest.mbdb era, §5.7).
+	restoreFlat bool
 }
 
 func (a *agent) defaults() {
@@ -202,6 +243,8 @@ func (a *agent) session() error {
 			err = a.backup(req)
 		case "Restore":
 			err = a.restore(req)
+		case "ChangePassword":
+			err = a.changePassword(req)
 		default:
 			err = a.finish(1, fmt.Sprintf("Unsupported request %v", req["MessageName"]))
 		}

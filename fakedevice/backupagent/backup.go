@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"crypto/rand"
 	"fmt"
+	"path"
 	"sort"
 	"strings"
 
 	"github.com/ibackup/ibackup/mobilebackup2/backupfmt"
 	"github.com/ibackup/ibackup/mobilebackup2/devicelink"
+	"github.com/ibackup/ibackup/mobilebackup2/keybag"
 )
 
 // errorTexts are the device's descriptions for the injected final codes
@@ -27,7 +29,8 @@ type upFile struct {
 	dev, host string
 	src       string // path to read, or "" for data
 	data      []byte
-	n         int // content file number (0 for metadata)
+	key       []byte // per-file key: the content is sent encrypted (§6.4)
+	n         int    // content file number (0 for metadata)
 	size      int64
 }
 
@@ -40,6 +43,10 @@ func (a *agent) backup(req map[string]any) error {
 	opts, _ := req["Options"].(map[string]any)
 	force, _ := opts["ForceFullBackup"].(bool)
 	snap := u + "/Snapshot"
+	cr, err := a.cryptor()
+	if err != nil {
+		return err
+	}
 
 	// 1. Previous state (§4.2).
 	got, err := a.download(u + "/Status.plist")
@@ -50,23 +57,35 @@ func (a *agent) backup(req map[string]any) error {
 	b, hadStatus := got[u+"/Status.plist"]
 	if !hadStatus {
 		full = true // "No status exists" → full backup
-	} else if st, err := backupfmt.ParseStatus(b); err != nil || st.Version != backupfmt.StatusVersion || !st.Finished() {
+	} else if st, err := backupfmt.ParseStatus(b); err != nil || st.Version != a.statusVersion() || !st.Finished() {
 		full = true // unsupported or unfinished: start over (resume is not simulated)
 	}
 	if c := a.cfg.Faults.FinalError; c != 0 {
 		return a.finish(int64(c), errorTexts[c])
 	}
+	if a.cfg.Faults.DeviceFull {
+		return a.finish(106, errSnapshotNoSpace)
+	}
 	var old map[string]*backupfmt.MBFile
 	if !full {
-		got, err := a.download(u+"/Manifest.plist", u+"/Manifest.db")
+		got, err := a.download(u+"/Manifest.plist", u+"/"+a.manifestName())
 		if err != nil {
 			return err
 		}
 		if b, ok := got[u+"/Manifest.plist"]; ok && len(b) == 0 {
 			return a.finish(205, "Error reading backup properties: Cannot parse a NULL or zero-length data") // pitfall 5
 		}
-		old, err = a.readManifest(got[u+"/Manifest.db"])
-		if err != nil || got[u+"/Manifest.plist"] == nil {
+		// A changed password or encryption setting makes the next backup
+		// full ("Password has changed. Performing full backup…", §6.5).
+		oldMF, perr := backupfmt.ParseManifest(got[u+"/Manifest.plist"])
+		db := got[u+"/"+a.manifestName()]
+		if perr == nil && sameEncryption(oldMF, cr) && cr != nil {
+			db, perr = cr.decryptDB(db, oldMF.ManifestKey)
+		}
+		if perr == nil && sameEncryption(oldMF, cr) {
+			old, err = a.readManifest(db)
+		}
+		if perr != nil || err != nil || !sameEncryption(oldMF, cr) {
 			full, old = true, nil
 		}
 	}
@@ -86,14 +105,29 @@ func (a *agent) backup(req map[string]any) error {
 			continue
 		}
 		present[it.rec.FileID] = true
-		if !full && !changed(old[it.rec.FileID], it.rec.File) {
-			continue
+		if o := old[it.rec.FileID]; !full && !changed(o, it.rec.File) {
+			if cr == nil {
+				continue
+			}
+			if len(o.EncryptionKey) == keybag.WrappedKeyLen {
+				it.rec.File.EncryptionKey = o.EncryptionKey // the stored file keeps its key
+				continue
+			}
 		}
 		n++
 		id := it.rec.FileID
-		uploads = append(uploads, upFile{dev: "/var/mobile/" + it.rec.Domain + "/" + it.rec.RelativePath,
-			host: snap + "/" + id[:2] + "/" + id, src: it.path, n: n, size: it.rec.File.Size})
-		need += it.rec.File.Size
+		up := upFile{dev: "/var/mobile/" + it.rec.Domain + "/" + it.rec.RelativePath,
+			host: a.contentFile(snap, id), src: it.path, n: n, size: it.rec.File.Size}
+		if cr != nil {
+			// Per-file key wrapped with the class key (§6.4).
+			key, wrapped, err := cr.newFileKey(it.rec.File.ProtectionClass)
+			if err != nil {
+				return err
+			}
+			it.rec.File.EncryptionKey, up.key, up.size = wrapped, key, paddedSize(up.size)
+		}
+		uploads = append(uploads, up)
+		need += up.size
 		if n == a.cfg.Faults.WrongDigestFile {
 			d := sha1Sum([]byte("wrong"))
 			it.rec.File.Digest = d
@@ -102,7 +136,7 @@ func (a *agent) backup(req map[string]any) error {
 	var removals []string
 	for id, f := range old {
 		if f.Type() == backupfmt.FlagFile && !present[id] {
-			removals = append(removals, u+"/"+id[:2]+"/"+id)
+			removals = append(removals, a.contentFile(u, id))
 		}
 	}
 	sort.Strings(removals)
@@ -119,19 +153,19 @@ func (a *agent) backup(req map[string]any) error {
 	}
 
 	// 4. Directories (§4.3 steps 5–6).
-	for _, d := range prefixDirs(u) {
+	for _, d := range a.layoutDirs(u) {
 		if _, err := a.request(devicelink.MsgCreateDirectory, d, map[string]any{}, a.pct, uint64(0)); err != nil {
 			return err
 		}
 	}
-	for _, d := range prefixDirs(snap) {
+	for _, d := range a.layoutDirs(snap) {
 		if _, err := a.request(devicelink.MsgCreateDirectory, d, map[string]any{}, a.pct, uint64(0)); err != nil {
 			return err
 		}
 	}
 
 	// 5. Content (§4.3 steps 7–9).
-	status := &backupfmt.Status{Version: backupfmt.StatusVersion, UUID: newUUID(), Date: a.cfg.Now().UTC(),
+	status := &backupfmt.Status{Version: a.statusVersion(), UUID: newUUID(), Date: a.cfg.Now().UTC(),
 		BackupState: backupfmt.BackupStateNew, IsFullBackup: full}
 	if err := a.uploadStatus(u, status, backupfmt.SnapshotUploading); err != nil {
 		return err
@@ -158,13 +192,19 @@ func (a *agent) backup(req map[string]any) error {
 	if err != nil {
 		return err
 	}
-	mf, err := a.manifestPlist()
+	var manifestKey []byte
+	if cr != nil && cr.manifest {
+		if dbBytes, manifestKey, err = cr.encryptDB(dbBytes); err != nil {
+			return err
+		}
+	}
+	mf, err := a.manifestPlist(cr, manifestKey)
 	if err != nil {
 		return err
 	}
 	if st, _, err := a.upload([]upFile{
 		{dev: "Manifest.plist", host: snap + "/Manifest.plist", data: mf},
-		{dev: "Manifest.db", host: snap + "/Manifest.db", data: dbBytes},
+		{dev: a.manifestName(), host: snap + "/" + a.manifestName(), data: dbBytes},
 	}); err != nil {
 		return err
 	} else if st.Code != 0 {
@@ -189,7 +229,7 @@ func (a *agent) backup(req map[string]any) error {
 		}
 	}
 	if err := a.expectOK(devicelink.MsgMoveItems, map[string]any{snap + "/Manifest.plist": u + "/Manifest.plist",
-		snap + "/Manifest.db": u + "/Manifest.db"}, map[string]any{}, a.pct, uint64(0)); err != nil {
+		snap + "/" + a.manifestName(): u + "/" + a.manifestName()}, map[string]any{}, a.pct, uint64(0)); err != nil {
 		return err
 	}
 	if err := a.uploadStatus(u, status, backupfmt.SnapshotRemoving); err != nil {
@@ -302,13 +342,13 @@ func newUUID() string {
 // are not part of this (full) backup.
 func (a *agent) staleFiles(u string, present map[string]bool) ([]string, error) {
 	var out []string
-	for _, d := range prefixDirs(u)[1:] {
+	for _, d := range a.contentDirs(u) {
 		names, err := a.list(d)
 		if err != nil {
 			return nil, err
 		}
 		for name := range names {
-			if !present[name] {
+			if !present[name] && backupfmt.ValidFileID(name) {
 				out = append(out, d+"/"+name)
 			}
 		}
@@ -338,11 +378,11 @@ func (a *agent) list(dir string) (map[string]int64, error) {
 // checkHost re-reads the metadata and lists the prefix dirs; every content
 // file of the manifest must be there (§4.3 step 16).
 func (a *agent) checkHost(u string, items []item, db []byte) (bool, error) {
-	got, err := a.download(u+"/Status.plist", u+"/Manifest.plist", u+"/Manifest.db")
+	got, err := a.download(u+"/Status.plist", u+"/Manifest.plist", u+"/"+a.manifestName())
 	if err != nil {
 		return false, err
 	}
-	if !bytes.Equal(got[u+"/Manifest.db"], db) || len(got[u+"/Manifest.plist"]) == 0 || len(got[u+"/Status.plist"]) == 0 {
+	if !bytes.Equal(got[u+"/"+a.manifestName()], db) || len(got[u+"/Manifest.plist"]) == 0 || len(got[u+"/Status.plist"]) == 0 {
 		return false, nil
 	}
 	if _, err := a.list(u); err != nil {
@@ -354,12 +394,13 @@ func (a *agent) checkHost(u string, items []item, db []byte) (bool, error) {
 			continue
 		}
 		id := it.rec.FileID
-		names, ok := listed[id[:2]]
+		dir := path.Dir(a.contentFile(u, id))
+		names, ok := listed[dir]
 		if !ok {
-			if names, err = a.list(u + "/" + id[:2]); err != nil {
+			if names, err = a.list(dir); err != nil {
 				return false, err
 			}
-			listed[id[:2]] = names
+			listed[dir] = names
 		}
 		if _, ok := names[id]; !ok {
 			return false, nil
@@ -372,4 +413,27 @@ func sha1Sum(b []byte) []byte {
 	h := newSHA1()
 	h.Write(b)
 	return h.Sum(nil)
+}
+
+// cryptor returns the keys of an encrypted backup, or nil when the phone
+// has no backup password.
+func (a *agent) cryptor() (*cryptor, error) {
+	kbBytes, kb, keys, err := a.enc.current()
+	if err != nil || keys == nil {
+		return nil, err
+	}
+	return &cryptor{kbBytes: kbBytes, kb: kb, keys: keys, manifest: EncryptsManifest(a.cfg.Lockdown.ProductVersion) && !a.cfg.MBDB}, nil
+}
+
+// sameEncryption reports whether the previous backup was made with the
+// current setting: both plain, or both with the same keybag.
+func sameEncryption(mf *backupfmt.Manifest, cr *cryptor) bool {
+	if mf == nil || mf.IsEncrypted != (cr != nil) {
+		return false
+	}
+	if cr == nil {
+		return true
+	}
+	kb, err := keybag.Parse(mf.BackupKeyBag)
+	return err == nil && bytes.Equal(kb.UUID, cr.kb.UUID)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -32,6 +33,7 @@ type staged struct {
 	items  []backupfmt.Record
 	remove bool
 	system bool
+	after  func() error // run once the files are applied (adopting the backup password)
 }
 
 // NewState returns an empty State that keeps received restore files in dir
@@ -55,7 +57,18 @@ func (s *State) Reboot(contentDir string) error {
 		return nil
 	}
 	defer os.RemoveAll(p.dir)
-	return apply(contentDir, p)
+	return applyStaged(contentDir, p)
+}
+
+// applyStaged applies p and then its follow-up.
+func applyStaged(contentDir string, p *staged) error {
+	if err := apply(contentDir, p); err != nil {
+		return err
+	}
+	if p.after != nil {
+		return p.after()
+	}
+	return nil
 }
 
 // systemDomains are skipped unless RestoreSystemFiles (§2.2.1).
@@ -108,19 +121,37 @@ func (a *agent) restore(req map[string]any) error {
 	if err != nil {
 		return a.finish(205, "Error reading backup properties")
 	}
+	if _, ok := got[s+"/"+manifestDBName]; !ok {
+		// No Manifest.db: an iOS 5–9 backup keeps Manifest.mbdb (§7.2 step 1).
+		more, err := a.download(s + "/" + manifestMBDBName)
+		if err != nil {
+			return err
+		}
+		maps.Copy(got, more)
+	}
 	// Compatibility (§7.2 step 3): skipped when Info.plist is missing.
 	if ib, ok := got[s+"/Info.plist"]; ok && a.cfg.Lockdown.ProductVersion != "" {
 		if info, err := backupfmt.ParseInfo(ib); err == nil && newer(info.ProductVersion, a.cfg.Lockdown.ProductVersion) {
 			return a.finish(203, "Backup is from an incompatible OS version")
 		}
 	}
+	// Encryption (§7.2 step 4): the backup's own keybag is unlocked with
+	// the request's password before anything else happens.
+	db, flat, _ := manifestBytes(got, s)
+	a.restoreFlat = flat
+	var cr *cryptor
+	var kek []byte
 	if mf.IsEncrypted {
-		if password == "" || password != a.cfg.BackupPassword {
-			return a.finish(207, "Invalid password")
+		var code int64
+		var desc string
+		if cr, kek, code, desc = unlockBackup(mf, password); code != 0 {
+			return a.finish(code, desc)
 		}
-		return a.finish(1, "Restoring encrypted backups is not simulated")
+		if db, err = cr.decryptDB(db, mf.ManifestKey); err != nil {
+			return a.finish(205, "Error reading backup manifest")
+		}
 	}
-	rows, err := a.readRows(got[s+"/Manifest.db"])
+	rows, err := a.readRows(db)
 	if err != nil {
 		return a.finish(205, "Error reading backup manifest")
 	}
@@ -131,6 +162,10 @@ func (a *agent) restore(req map[string]any) error {
 		if bad(r.RelativePath) || (r.Type() == backupfmt.FlagSymlink && r.File == nil) {
 			return a.finish(205, "Invalid relative path")
 		}
+	}
+	// Free space on the device (§7.2 step 5).
+	if a.cfg.Faults.DeviceFull {
+		return a.finish(106, errRestoreNoSpace)
 	}
 	// Copy of the target's previous backup (§7.2 step 6).
 	if !boolOpt("RestoreDontCopyBackup", false) {
@@ -153,7 +188,7 @@ func (a *agent) restore(req map[string]any) error {
 			os.RemoveAll(dir)
 		}
 	}()
-	code, desc, err := a.fetchContent(s, rows, dir)
+	code, desc, err := a.fetchContent(s, rows, dir, cr)
 	if err != nil {
 		return err
 	}
@@ -161,8 +196,12 @@ func (a *agent) restore(req map[string]any) error {
 		return a.finish(code, desc)
 	}
 	p := &staged{dir: dir, items: rows, remove: boolOpt("RemoveItemsNotRestored", true), system: boolOpt("RestoreSystemFiles", false)}
+	if cr != nil {
+		enc := a.enc
+		p.after = func() error { return enc.adopt(password, cr.kbBytes, kek, cr.kb, cr.keys) }
+	}
 	if boolOpt("RestoreShouldReboot", true) || a.cfg.State == nil {
-		if err := apply(a.cfg.ContentDir, p); err != nil {
+		if err := applyStaged(a.cfg.ContentDir, p); err != nil {
 			return a.finish(100, err.Error())
 		}
 		return a.finish(0, "")
@@ -207,6 +246,9 @@ func newer(a, b string) bool {
 func (a *agent) readRows(b []byte) ([]backupfmt.Record, error) {
 	if len(b) == 0 {
 		return nil, errors.New("backupagent: no Manifest.db")
+	}
+	if isMBDB(b) {
+		return decodeMBDB(b)
 	}
 	p := filepath.Join(a.cfg.WorkDir, "restore-Manifest.db")
 	if err := os.WriteFile(p, b, 0o600); err != nil {
@@ -264,7 +306,9 @@ func (a *agent) copyBackup(t string) error {
 // fetchContent downloads every file row in batches into dir and checks it
 // against the manifest (size, digest). It returns a non-zero MBError code
 // for a backup the phone refuses.
-func (a *agent) fetchContent(s string, rows []backupfmt.Record, dir string) (int64, string, error) {
+// Content of an encrypted backup (cr != nil) is received as ciphertext,
+// then decrypted with its file key and checked as plaintext (§6.4).
+func (a *agent) fetchContent(s string, rows []backupfmt.Record, dir string, cr *cryptor) (int64, string, error) {
 	var files []backupfmt.Record
 	for _, r := range rows {
 		if r.Type() == backupfmt.FlagFile {
@@ -277,7 +321,7 @@ func (a *agent) fetchContent(s string, rows []backupfmt.Record, dir string) (int
 		list := make([]any, len(batch))
 		byName := map[string]backupfmt.Record{}
 		for j, r := range batch {
-			list[j] = s + "/" + r.FileID[:2] + "/" + r.FileID
+			list[j] = contentPath(s, r.FileID, a.restoreFlat)
 			byName[list[j].(string)] = r
 		}
 		a.pct = 10 + 80*float64(i)/float64(len(files))
@@ -299,7 +343,12 @@ func (a *agent) fetchContent(s string, rows []backupfmt.Record, dir string) (int
 				return 0, "", fmt.Errorf("backupagent: host sent unrequested %q", name)
 			}
 			n++
-			f, err := os.Create(filepath.Join(dir, rec.FileID))
+			dst := filepath.Join(dir, rec.FileID)
+			recv := dst
+			if cr != nil {
+				recv = dst + ".enc"
+			}
+			f, err := os.Create(recv)
 			if err != nil {
 				return 0, "", fmt.Errorf("backupagent: %w", err)
 			}
@@ -313,12 +362,20 @@ func (a *agent) fetchContent(s string, rows []backupfmt.Record, dir string) (int
 				a.conn.Close()
 				return 0, "", errDropped
 			}
+			size, sum := res.Bytes, h.Sum(nil)
+			stored := sum // SHA-1 of the bytes as stored (ciphertext when encrypted)
+			ok = res.Code == devicelink.CodeSuccess && res.WriteErr == nil && rec.File != nil
+			if ok && cr != nil {
+				size, sum, ok = decryptReceived(cr, rec.File, recv, dst)
+			}
+			// Whether an encrypted file's Digest covers plaintext or
+			// ciphertext is open (§10 question 5): either is accepted.
 			switch {
-			case res.Code != devicelink.CodeSuccess || res.WriteErr != nil:
+			case !ok:
 				failed = true
-			case rec.File == nil || res.Bytes != rec.File.Size:
+			case size != rec.File.Size:
 				failed = true
-			case len(rec.File.Digest) == sha1.Size && !bytes.Equal(h.Sum(nil), rec.File.Digest):
+			case len(rec.File.Digest) == sha1.Size && !bytes.Equal(sum, rec.File.Digest) && !bytes.Equal(stored, rec.File.Digest):
 				failed = true
 			}
 		}
@@ -403,4 +460,16 @@ func apply(contentDir string, p *staged) error {
 		}
 	}
 	return nil
+}
+
+// decryptReceived decrypts a received ciphertext file into dst and removes
+// it; ok is false when the key or the ciphertext is bad.
+func decryptReceived(cr *cryptor, f *backupfmt.MBFile, src, dst string) (int64, []byte, bool) {
+	defer os.Remove(src)
+	key, err := cr.fileKey(f)
+	if err != nil {
+		return 0, nil, false
+	}
+	n, sum, err := decryptFile(src, dst, key)
+	return n, sum, err == nil
 }

@@ -100,13 +100,32 @@ func (f upFile) open() (io.Reader, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	return fh, func() { fh.Close() }, nil
+	if f.key == nil {
+		return fh, func() { fh.Close() }, nil
+	}
+	r, err := newEncryptReader(fh, f.key)
+	if err != nil {
+		fh.Close()
+		return nil, nil, err
+	}
+	return r, func() { fh.Close() }, nil
 }
 
 // readManifest opens downloaded Manifest.db bytes and returns fileID → MBFile.
 func (a *agent) readManifest(b []byte) (map[string]*backupfmt.MBFile, error) {
 	if len(b) == 0 {
 		return nil, errors.New("backupagent: no Manifest.db")
+	}
+	if isMBDB(b) {
+		rows, err := decodeMBDB(b)
+		if err != nil {
+			return nil, err
+		}
+		out := map[string]*backupfmt.MBFile{}
+		for _, r := range rows {
+			out[r.FileID] = r.File
+		}
+		return out, nil
 	}
 	p := filepath.Join(a.cfg.WorkDir, "host-Manifest.db")
 	if err := os.WriteFile(p, b, 0o600); err != nil {
@@ -130,6 +149,9 @@ func (a *agent) readManifest(b []byte) (map[string]*backupfmt.MBFile, error) {
 
 // writeManifest builds Manifest.db for items and returns its bytes.
 func (a *agent) writeManifest(items []item) ([]byte, error) {
+	if a.cfg.MBDB {
+		return encodeMBDB(items)
+	}
 	p := filepath.Join(a.cfg.WorkDir, "Manifest.db")
 	w, err := backupfmt.CreateManifestDB(p)
 	if err != nil {
@@ -152,8 +174,13 @@ func (a *agent) writeManifest(items []item) ([]byte, error) {
 	return b, nil
 }
 
-func (a *agent) manifestPlist() ([]byte, error) {
-	m := &backupfmt.Manifest{Version: backupfmt.ManifestVersionDB, SystemDomainsVersion: a.cfg.SystemDomainsVersion,
+// manifestPlist builds Manifest.plist (§5.4); for an encrypted backup it
+// carries IsEncrypted, the keybag and the ManifestKey (§6.1, §6.3).
+func (a *agent) manifestPlist(cr *cryptor, manifestKey []byte) ([]byte, error) {
+	m := &backupfmt.Manifest{Version: a.manifestVersion(), SystemDomainsVersion: a.cfg.SystemDomainsVersion,
 		Date: a.cfg.Now().UTC(), Lockdown: a.cfg.Lockdown, BackupKeyBag: []byte{}}
+	if cr != nil {
+		m.IsEncrypted, m.BackupKeyBag, m.ManifestKey = true, cr.kbBytes, manifestKey
+	}
 	return m.Marshal()
 }

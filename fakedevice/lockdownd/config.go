@@ -77,6 +77,13 @@ type Config struct {
 	// Domains are the other value domains, e.g. "com.apple.mobile.backup":
 	// {"WillEncrypt": false}.
 	Domains map[string]map[string]any
+	// LiveValues, when set, returns values of a non-root domain that other
+	// parts of the phone change while it runs, e.g. the backup service's
+	// com.apple.mobile.backup WillEncrypt after ChangePassword
+	// (mobilebackup2-and-backup-format.md §6.5). They override Domains on
+	// every GetValue. It is called without lockdownd's locks held; nil or a
+	// nil map means no live values for the domain.
+	LiveValues func(domain string) map[string]any
 	// StatePath is the plist file lockdownd owns (device key pair, paired
 	// hosts, escrow bag), written with mode 0600; "" keeps state in memory.
 	StatePath string

@@ -254,6 +254,10 @@ func (s *Server) handle(cs *connState, req *lockdown.Request) (*lockdown.Respons
 // getValue implements GetValue (§7.3, §7.4). Without a session only the
 // unpaired keys and domains are readable; others are GetProhibited [U].
 func (s *Server) getValue(inSession bool, domain, key string) (any, string) {
+	var live map[string]any
+	if domain != "" && s.cfg.LiveValues != nil {
+		live = s.cfg.LiveValues(domain)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	open := inSession || s.cfg.OpenValues
@@ -287,6 +291,13 @@ func (s *Server) getValue(inSession bool, domain, key string) (any, string) {
 		return nil, "GetProhibited"
 	}
 	d := s.domains[domain]
+	if len(live) > 0 {
+		d = maps.Clone(d)
+		if d == nil {
+			d = map[string]any{}
+		}
+		maps.Copy(d, live)
+	}
 	if key == "" {
 		return maps.Clone(d), ""
 	}

@@ -18,7 +18,8 @@ var ErrBadLength = errors.New("keybag: ciphertext length not a multiple of 16")
 
 var zeroIV [aes.BlockSize]byte
 
-func newCBC(key []byte, decrypt bool) (cipher.BlockMode, error) {
+// newBlock returns the AES-256 cipher of key.
+func newBlock(key []byte) (cipher.Block, error) {
 	if len(key) != 32 {
 		return nil, fmt.Errorf("keybag: AES-256 key has %d bytes", len(key))
 	}
@@ -26,7 +27,18 @@ func newCBC(key []byte, decrypt bool) (cipher.BlockMode, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keybag: %w", err)
 	}
+	return block, nil
+}
+
+func newCBC(key []byte, decrypt bool) (cipher.BlockMode, error) {
+	block, err := newBlock(key)
+	if err != nil {
+		return nil, err
+	}
 	if decrypt {
+		if fast := newFastCBCDecrypter(key, zeroIV[:]); fast != nil {
+			return fast, nil
+		}
 		return cipher.NewCBCDecrypter(block, zeroIV[:]), nil
 	}
 	return cipher.NewCBCEncrypter(block, zeroIV[:]), nil
@@ -86,27 +98,82 @@ func Encrypt(key, plain []byte) ([]byte, error) {
 	return out, nil
 }
 
+// PlaintextSize returns the plaintext length of AES-256-CBC (IV zero,
+// PKCS#7) ciphertext of ctSize bytes by decrypting only its last block
+// (format §6.4): CBC lets any block be decrypted with the ciphertext block
+// before it as IV. tail holds the last min(32, ctSize) bytes of the
+// ciphertext. Without a MAC, decrypting the other blocks proves nothing
+// more, so callers that need no plaintext use this to check padding and
+// size. Errors wrap ErrBadLength or ErrBadPadding.
+func PlaintextSize(key, tail []byte, ctSize int64) (int64, error) {
+	if ctSize%aes.BlockSize != 0 {
+		return 0, fmt.Errorf("%w: %d trailing bytes", ErrBadLength, ctSize%aes.BlockSize)
+	}
+	if want := min(ctSize, 2*aes.BlockSize); int64(len(tail)) != want {
+		return 0, fmt.Errorf("keybag: PlaintextSize needs the last %d ciphertext bytes, got %d", want, len(tail))
+	}
+	block, err := newBlock(key)
+	if err != nil {
+		return 0, err
+	}
+	if ctSize == 0 {
+		return 0, nil
+	}
+	iv := zeroIV[:]
+	if len(tail) == 2*aes.BlockSize {
+		iv = tail[:aes.BlockSize]
+	}
+	var last [aes.BlockSize]byte
+	cipher.NewCBCDecrypter(block, iv).CryptBlocks(last[:], tail[len(tail)-aes.BlockSize:])
+	plain, err := unpad(last[:])
+	if err != nil {
+		return 0, err
+	}
+	return ctSize - aes.BlockSize + int64(len(plain)), nil
+}
+
 // decryptReader streams Decrypt: it holds back the last block until EOF so
-// padding can be removed.
+// padding can be removed. It decrypts in place, a whole buffer per
+// CryptBlocks call, and implements io.WriterTo so io.Copy hands the
+// plaintext on without copying it.
 type decryptReader struct {
 	r       io.Reader
 	mode    cipher.BlockMode
-	buf     []byte // raw ciphertext not yet decrypted
-	out     []byte // plaintext ready to return
+	buf     []byte // ciphertext read, its front decrypted into out
+	out     []byte // plaintext ready to return (a window of buf)
 	pending int    // bytes at the front of buf already handed to out
 	eof     bool
 	err     error
 }
 
+// minFill is the least ciphertext fill waits for (unless EOF comes first),
+// so a reader that returns little per call still gets large CryptBlocks
+// calls.
+const minFill = 64 << 10
+
+// DecryptBufferSize is the working buffer NewDecryptReader allocates.
+const DecryptBufferSize = 256 << 10
+
 // NewDecryptReader returns a reader of the plaintext of AES-256-CBC (IV
 // zero, PKCS#7) ciphertext read from r, in bounded memory. Errors at the end
 // wrap ErrBadLength or ErrBadPadding.
 func NewDecryptReader(r io.Reader, key []byte) (io.Reader, error) {
+	return NewDecryptReaderBuffer(r, key, make([]byte, DecryptBufferSize))
+}
+
+// NewDecryptReaderBuffer is NewDecryptReader with a caller-supplied working
+// buffer, so a caller decrypting many files reuses one buffer instead of
+// allocating one per file. buf must have at least 64 bytes (64–256 KiB is
+// best) and must not be touched until the reader is no longer used.
+func NewDecryptReaderBuffer(r io.Reader, key, buf []byte) (io.Reader, error) {
+	if len(buf) < 4*aes.BlockSize {
+		return nil, fmt.Errorf("keybag: decrypt buffer of %d bytes is too small", len(buf))
+	}
 	mode, err := newCBC(key, true)
 	if err != nil {
 		return nil, err
 	}
-	return &decryptReader{r: r, mode: mode, buf: make([]byte, 0, 256<<10)}, nil
+	return &decryptReader{r: r, mode: mode, buf: buf[:0:len(buf)]}, nil
 }
 
 // Read returns plaintext; the error after the last byte reports bad
@@ -123,8 +190,34 @@ func (d *decryptReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// WriteTo writes all remaining plaintext to w straight from the working
+// buffer. It returns nil at a clean end, else the error Read would return.
+func (d *decryptReader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		if len(d.out) > 0 {
+			n, err := w.Write(d.out)
+			total += int64(n)
+			d.out = d.out[n:]
+			if err == nil && len(d.out) > 0 {
+				err = io.ErrShortWrite
+			}
+			if err != nil {
+				return total, err
+			}
+		}
+		if d.err != nil {
+			if d.err == io.EOF {
+				return total, nil
+			}
+			return total, d.err
+		}
+		d.fill()
+	}
+}
+
 // fill reads more ciphertext and moves decrypted whole blocks (all but the
-// last one, until EOF) into out.
+// last one, until EOF) into out. It is called only when out is empty.
 func (d *decryptReader) fill() {
 	if d.pending > 0 { // plaintext at the front was consumed; keep the raw tail
 		rest := copy(d.buf, d.buf[d.pending:])
@@ -133,9 +226,9 @@ func (d *decryptReader) fill() {
 	}
 	if !d.eof {
 		free := d.buf[len(d.buf):cap(d.buf)]
-		n, err := d.r.Read(free)
+		n, err := io.ReadAtLeast(d.r, free, min(len(free), minFill))
 		d.buf = d.buf[:len(d.buf)+n]
-		if err == io.EOF {
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			d.eof = true
 		} else if err != nil {
 			d.err = err
@@ -164,11 +257,10 @@ func (d *decryptReader) fill() {
 	}
 	// Decrypt every whole block except the last one (which may carry
 	// padding) in place; the raw tail moves to the front on the next fill.
+	// The buffer holds at least 4 blocks and at most 2 stay raw, so a full
+	// buffer always yields plaintext.
 	whole := len(d.buf) / aes.BlockSize * aes.BlockSize
 	if whole <= aes.BlockSize {
-		if len(d.buf) == cap(d.buf) {
-			d.err = errors.New("keybag: decrypt buffer full") // impossible: cap ≫ 2 blocks
-		}
 		return
 	}
 	ready := whole - aes.BlockSize

@@ -214,7 +214,13 @@ func describeMeta(b *Backup) *Summary {
 			s.Problems = append(s.Problems, e.Error())
 		}
 	}
-	_ = filepath.Walk(b.Dir, func(_ string, info os.FileInfo, err error) error {
+	// Walk the resolved directory: our version store makes <UDID> a symlink, which Walk
+	// would not descend into.
+	root := b.Dir
+	if r, err := filepath.EvalSymlinks(root); err == nil {
+		root = r
+	}
+	_ = filepath.Walk(root, func(_ string, info os.FileInfo, err error) error {
 		if err == nil && info.Mode().IsRegular() {
 			s.DiskSize += info.Size()
 		}

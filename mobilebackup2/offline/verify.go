@@ -14,7 +14,6 @@ import (
 	"sync"
 
 	"github.com/ibackup/ibackup/mobilebackup2/backupfmt"
-	"github.com/ibackup/ibackup/mobilebackup2/keybag"
 )
 
 // VerifyOptions configure Verify.
@@ -84,7 +83,7 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			buf := make([]byte, 256<<10)
+			buf := make([]byte, contentBufSize)
 			for rec := range jobs {
 				v.checkContent(rec, buf)
 			}
@@ -309,127 +308,6 @@ func checkDomain(d string) error {
 		return fmt.Errorf("domain %q contains '/' or '..' (refused on restore)", d)
 	}
 	return nil
-}
-
-// checkContent reads one stored file and compares it with its record
-// (runs on worker goroutines).
-func (v *verifier) checkContent(rec backupfmt.Record, buf []byte) {
-	p := Problem{FileID: rec.FileID, Domain: rec.Domain, Path: rec.RelativePath, Expected: rec.File.Size}
-	path := v.b.ContentPath(rec.FileID)
-	f, err := os.Open(path)
-	if err != nil {
-		p.Kind, p.Detail = KindUnreadable, err.Error()
-		v.add(p)
-		return
-	}
-	defer f.Close()
-	// Hash only what something can be compared with: the manifest digest
-	// (plaintext or stored bytes, see below) or our hash record (stored).
-	hrel := rec.FileID
-	if v.b.Format == FormatManifestDB {
-		hrel = rec.FileID[:2] + "/" + rec.FileID
-	}
-	_, _, inRecord := v.hr.sumOf(hrel)
-	hasDigest := len(rec.File.Digest) == sha1.Size
-	storedHash, plainHash := nopHash, nopHash
-	if inRecord || (hasDigest && !v.b.Encrypted) {
-		storedHash = sha1.New()
-	}
-	var src io.Reader = f
-	if storedHash != nopHash {
-		src = io.TeeReader(f, storedHash)
-	}
-	plainHash = storedHash
-	if v.b.Encrypted {
-		plainHash = nopHash
-		if hasDigest {
-			plainHash = sha1.New()
-		}
-		key, err := v.b.FileKey(rec)
-		if err != nil {
-			p.Kind, p.Detail = KindUndecryptable, err.Error()
-			v.add(p)
-			return
-		}
-		dr, err := keybag.NewDecryptReader(src, key)
-		if err != nil {
-			p.Kind, p.Detail = KindUndecryptable, err.Error()
-			v.add(p)
-			return
-		}
-		src = dr
-	}
-	// Read everything: an I/O error anywhere is a finding, and the
-	// plaintext length is compared with the recorded size below.
-	var n int64
-	for {
-		m, err := src.Read(buf)
-		if m > 0 {
-			if v.b.Encrypted && plainHash != nopHash {
-				plainHash.Write(buf[:m])
-			}
-			n += int64(m)
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			switch {
-			case errors.Is(err, keybag.ErrBadLength):
-				p.Kind, p.Detail = KindTruncated, "stored file is not whole cipher blocks: "+err.Error()
-			case errors.Is(err, keybag.ErrBadPadding):
-				p.Kind, p.Detail = KindUndecryptable, err.Error()
-			default:
-				p.Kind, p.Detail = KindUnreadable, err.Error()
-			}
-			v.add(p)
-			return
-		}
-	}
-	v.mu.Lock()
-	v.rep.Checked++
-	v.rep.Bytes += n
-	v.mu.Unlock()
-	p.Actual = n
-	if n != rec.File.Size {
-		p.Kind = KindSizeMismatch
-		p.Detail = "content length differs from the recorded size (the content is kept as is)"
-		if n < rec.File.Size && !v.b.Encrypted {
-			p.Kind, p.Detail = KindTruncated, "stored file is shorter than the recorded size"
-		}
-		v.add(p)
-	}
-	if d := rec.File.Digest; hasDigest {
-		// Digest is SHA-1 of the content (format §5.5, §5.7); whether of
-		// plaintext or ciphertext on encrypted backups is open (§10 q5), so
-		// either matches.
-		if !bytes.Equal(plainHash.Sum(nil), d) && !(v.b.Encrypted && bytes.Equal(fileSHA1(path), d)) {
-			p.Kind, p.Detail = KindDigestMismatch, "SHA-1 differs from the manifest digest"
-			v.add(p)
-		}
-	}
-	if size, want, ok := v.hr.sumOf(hrel); ok {
-		st, _ := f.Stat()
-		if got := hex.EncodeToString(storedHash.Sum(nil)); got != want || (st != nil && st.Size() != size) {
-			p.Kind, p.Detail = KindChecksumMismatch, "stored bytes differ from our verification record (bit rot or later change)"
-			v.add(p)
-		}
-	}
-}
-
-// fileSHA1 hashes a stored file (nil on error); used only after a digest
-// mismatch of an encrypted file, to accept a digest of the stored bytes.
-func fileSHA1(path string) []byte {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	h := sha1.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return nil
-	}
-	return h.Sum(nil)
 }
 
 // reportOrphans reports stored files no record referenced.
