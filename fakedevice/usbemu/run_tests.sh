@@ -173,7 +173,9 @@ inner_tools() { # Debian's usbmuxd + libimobiledevice tools, and our host, on a 
 	before=$(cd "$w/ours/$udid" && find . -type f -printf '%P %s\n' | sort | md5sum)
 	timeout -s QUIT -k 10 60 "$IB" backup --full --pair-dir "$pd" "$w/ours" >"$w/ibackup-unplug.log" 2>&1 &
 	local b=$!
-	sleep 0.8
+	# Pull the cable while files are flowing.
+	wait_for 30 grep -q 'receiving' "$w/ibackup-unplug.log"
+	sleep 0.3
 	kill -TERM $p
 	wait $p
 	wait $b
