@@ -1,7 +1,6 @@
 package offline
 
 import (
-	"hash"
 	"path/filepath"
 
 	"github.com/ibackup/ibackup/mobilebackup2/snapshot"
@@ -35,17 +34,6 @@ func findHashRecord(dir string) HashRecord {
 	}
 	return recordSums{r}
 }
-
-// nopHash stands for a digest nobody needs.
-var nopHash hash.Hash = nopDigest{}
-
-type nopDigest struct{}
-
-func (nopDigest) Write(p []byte) (int, error) { return len(p), nil }
-func (nopDigest) Sum(b []byte) []byte         { return b }
-func (nopDigest) Reset()                      {}
-func (nopDigest) Size() int                   { return 0 }
-func (nopDigest) BlockSize() int              { return 64 }
 
 // optionalRecord is a possibly absent HashRecord.
 type optionalRecord struct{ HashRecord }

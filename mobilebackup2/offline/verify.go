@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -24,7 +25,8 @@ type VerifyOptions struct {
 	HashRecord HashRecord
 	// NoHashRecord disables the automatic lookup.
 	NoHashRecord bool
-	// Workers reading files in parallel; default 2.
+	// Workers reading files in parallel; default GOMAXPROCS bounded to
+	// 2–4. Each holds one 256 KiB buffer; the report does not depend on it.
 	Workers int
 }
 
@@ -75,7 +77,7 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 	// grow with its size; only 20 bytes per stored file are kept.
 	workers := opts.Workers
 	if workers <= 0 {
-		workers = 2
+		workers = min(max(runtime.GOMAXPROCS(0), 2), 4)
 	}
 	jobs := make(chan backupfmt.Record, 64)
 	var wg sync.WaitGroup
@@ -112,7 +114,13 @@ func sortProblems(ps []Problem) {
 		if a.Path != b.Path {
 			return a.Path < b.Path
 		}
-		return a.Kind < b.Kind
+		if a.Kind != b.Kind {
+			return a.Kind < b.Kind
+		}
+		if a.FileID != b.FileID { // duplicate rows read by different workers
+			return a.FileID < b.FileID
+		}
+		return a.Detail < b.Detail
 	})
 }
 

@@ -71,14 +71,15 @@ func (v *verifier) checkContent(rec backupfmt.Record, buf []byte) {
 		}
 	default:
 		plainHash = sha1.New()
-		var src io.Reader = f
+		src := &countingReader{r: f}
 		if storedHash != nil {
-			src = io.TeeReader(f, storedHash)
+			src.r = io.TeeReader(f, storedHash)
 		}
 		var dr io.Reader
 		if dr, err = keybag.NewDecryptReaderBuffer(src, key, buf); err == nil {
-			plain, err = dr.(io.WriterTo).WriteTo(plainHash)
+			plain, err = io.Copy(plainHash, dr) // WriteTo: no copy
 		}
+		stored = src.n
 	}
 	if err != nil {
 		p.Kind, p.Detail = contentErrKind(err), err.Error()
@@ -152,6 +153,18 @@ func readStored(r io.Reader, h hash.Hash, buf []byte, tail *lastBytes) (int64, e
 			return n, err
 		}
 	}
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // lastBytes keeps the last two cipher blocks seen, what
