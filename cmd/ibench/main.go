@@ -128,8 +128,12 @@ func mainErr() int {
 			met++
 		}
 	}
-	fmt.Fprintf(b.out, "%d of %d figures meet their goal; %d could not be measured (log: %s)\n",
-		met, len(b.results), failed, filepath.Join(b.work, "ibench.log"))
+	logNote := "--keep keeps the commands' log"
+	if *keep || *work != "" {
+		logNote = "log: " + filepath.Join(b.work, "ibench.log")
+	}
+	fmt.Fprintf(b.out, "%d of %d figures meet their goal; %d could not be measured (%s)\n",
+		met, len(b.results), failed, logNote)
 	if failed > 0 {
 		return 1
 	}

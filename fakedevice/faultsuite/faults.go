@@ -42,6 +42,7 @@ var backupFaults = []faultCase{
 	{spec: "wrong-cert", mustFail: true},
 	{spec: "deny-trust", mustFail: true, freshPair: true},
 	{spec: "locked", mustFail: true, freshPair: true},
+	{spec: "disk-full", mustFail: true},
 }
 
 // restoreFaults are injected during a restore onto a fresh phone; the
@@ -60,6 +61,7 @@ var restoreFaults = []faultCase{
 	{spec: "truncate-file=3"},
 	{spec: "passcode-wait", mustFail: true},
 	{spec: "wrong-cert", mustFail: true},
+	{spec: "disk-full", mustFail: true},
 }
 
 // notFaults are listed by `ibackup faults` but are no failure to check.
@@ -105,7 +107,9 @@ func (s *suite) faultCases(ctx context.Context) {
 
 // termGrace is how long a stalled command may take to end after SIGTERM
 // (Ctrl-C sends SIGINT, service managers SIGTERM).
-const termGrace = 5 * time.Second
+// The CLI bounds its cleanup on a phone that stopped answering
+// (cmd/ibackup releaseTimeout 5 s; synclock DefaultCleanupTimeout 10 s).
+const termGrace = 15 * time.Second
 
 // termStalled starts a backup or restore whose link stalls, sends SIGTERM
 // once it is stuck, and checks that it ends promptly, says so, and leaves
@@ -146,6 +150,17 @@ func (s *suite) termStalled(ctx context.Context, verb string) error {
 	return s.untouched(ctx, before)
 }
 
+// stallArgs returns the idle-timeout flag for a stall fault when the CLI
+// has one (found in its help at setup), so a stall is expected to end the
+// command well within the suite's timeout.
+func (s *suite) stallArgs(verb, spec string) []string {
+	f := s.stallFlag[verb]
+	if f == "" || faultName(spec) != "stall-after" {
+		return nil
+	}
+	return []string{f + "=" + (s.cfg.Timeout / 3).String()}
+}
+
 // faultName is the name part of a fault spec ("link-drop-after=4K",
 // "passcode-wait[=DUR]").
 func faultName(spec string) string {
@@ -179,6 +194,7 @@ func (s *suite) backupFault(ctx context.Context, fc faultCase, i int) error {
 		return err
 	}
 	args := []string{"backup", "--full", "--fake-dir", s.phones, "--fake-fault", fc.spec}
+	args = append(args, s.stallArgs("backup", fc.spec)...)
 	if fc.freshPair {
 		args = append(args, "--pair-dir", filepath.Join(s.cfg.Work, "pair-"+strconv.Itoa(i)))
 	}
@@ -238,7 +254,7 @@ func (s *suite) restoreFault(ctx context.Context, fc faultCase) error {
 	if err != nil {
 		return err
 	}
-	r, got, fresh, err := s.restoreFreshRun(ctx, []string{"--fake-fault", fc.spec})
+	r, got, fresh, err := s.restoreFreshRun(ctx, append([]string{"--fake-fault", fc.spec}, s.stallArgs("restore", fc.spec)...))
 	if err != nil {
 		return err
 	}

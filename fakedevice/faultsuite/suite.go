@@ -62,7 +62,9 @@ type suite struct {
 	backups  string // backup DIR
 	lastGood Tree   // phone content at the last successful backup
 	fresh    int    // counter for fresh restore targets
-	results  []Result
+	// stallFlag is the CLI's idle-timeout flag per verb, if it has one.
+	stallFlag map[string]string
+	results   []Result
 }
 
 // Build compiles ./cmd/ibackup of the module at root into dir and returns
@@ -136,6 +138,16 @@ func (s *suite) setup(ctx context.Context) error {
 	}
 	if r := s.ibackup(ctx, "backup", "--fake-dir", s.phones, s.backups); r.err != nil {
 		return fmt.Errorf("faultsuite: first backup: %w", r.err)
+	}
+	s.stallFlag = map[string]string{}
+	for _, verb := range []string{"backup", "restore"} {
+		help := s.ibackup(ctx, verb, "--help")
+		for _, f := range []string{"--stall-timeout", "--idle-timeout"} {
+			if strings.Contains(help.stdout+help.stderr, f) {
+				s.stallFlag[verb] = f
+				break
+			}
+		}
 	}
 	if s.lastGood, err = Fingerprint(s.content()); err != nil {
 		return err

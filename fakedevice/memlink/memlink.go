@@ -229,6 +229,10 @@ type bucket struct {
 	next time.Time // when the bus is free again; guarded by f.mu
 }
 
+// lateSlack is how far a writer may lag the bus schedule and still be
+// credited the lag (see take).
+const lateSlack = 20 * time.Millisecond
+
 func (b *bucket) take(n int, e *end) error {
 	f := b.f
 	f.mu.Lock()
@@ -237,7 +241,12 @@ func (b *bucket) take(n int, e *end) error {
 		return nil
 	}
 	now := time.Now()
-	if b.next.Before(now) {
+	// A writer that shows up a little after the bus became free (it woke
+	// late from its timer, or spent a moment producing the transfer) keeps
+	// that time: forgetting it on every transfer held the achieved rate far
+	// below the limit with small transfers. Only an idle gap longer than
+	// lateSlack starts the schedule afresh.
+	if now.Sub(b.next) > lateSlack {
 		b.next = now
 	}
 	b.next = b.next.Add(time.Duration(int64(n) * int64(time.Second) / b.rate))

@@ -167,6 +167,34 @@ func TestRateLimit(t *testing.T) {
 	})
 }
 
+// TestRateLimitLateWriter: a writer that needs a moment between transfers
+// (to produce the next one, or because its timer fired late) still gets the
+// configured rate, as long as it lags by less than lateSlack.
+func TestRateLimitLateWriter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		host, dev, f := New(Options{})
+		f.RateLimit(1_000_000) // 10 KB transfers take 10 ms each
+		go func() {
+			b := make([]byte, 10_000)
+			for {
+				if _, err := dev.Read(b); err != nil {
+					return
+				}
+			}
+		}()
+		start := time.Now()
+		for range 100 {
+			_, err := host.Write(make([]byte, 10_000))
+			require.NoError(t, err)
+			time.Sleep(4 * time.Millisecond) // the writer's own work
+		}
+		// 1 MB at 1 MB/s is 1 s; only the last transfer's work adds.
+		assert.LessOrEqual(t, time.Since(start), time.Second+4*time.Millisecond)
+		_ = host.Close()
+		_ = dev.Close()
+	})
+}
+
 func TestRateLimitInterruptedByDrop(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		host, dev, f := New(Options{})
