@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/ibackup/ibackup/fakedevice/phone"
@@ -24,7 +25,7 @@ type FarmOptions struct {
 // plugged in over its own in-memory link with our host mux on top, phones
 // added to the directory are attached and removed ones detached. A phone
 // whose link dies (for example with link-drop-after) is detached and
-// plugged in again at the next scan, like a flaky cable.
+// plugged in again at once, like a flaky cable.
 type Farm struct {
 	dir  string
 	opts FarmOptions
@@ -56,8 +57,29 @@ func NewFarm(dir string, opts FarmOptions) *Farm {
 // callbacks run on Run's goroutine and must not block for long. When ctx
 // ends every phone is detached and unplugged before Run returns ctx's
 // error.
+//
+// A phone whose link dies is detached at once, not at the next scan: a
+// real usbmuxd sees the USB disconnect immediately, and until the detach
+// clients get the dead phone listed and their Connect refused. One
+// goroutine per plugged phone waits for its mux to end; Run waits for all
+// of them before returning.
 func (f *Farm) Run(ctx context.Context, attach, detach func(*Attached)) error {
 	live := map[string]*Attached{}
+	died := make(chan struct{}, 1)
+	var watchers sync.WaitGroup
+	defer watchers.Wait()
+	plugged := func(a *Attached) {
+		attach(a)
+		watchers.Add(1)
+		go func() {
+			defer watchers.Done()
+			<-a.Mux.Done() // also closed by unplug's Mux.Close
+			select {
+			case died <- struct{}{}:
+			default:
+			}
+		}()
+	}
 	unplug := func(a *Attached) {
 		detach(a)
 		_ = a.Mux.Close()
@@ -67,7 +89,7 @@ func (f *Farm) Run(ctx context.Context, attach, detach func(*Attached)) error {
 	t := time.NewTicker(f.opts.Interval)
 	defer t.Stop()
 	for {
-		f.scan(ctx, live, attach, unplug)
+		f.scan(ctx, live, plugged, unplug)
 		select {
 		case <-ctx.Done():
 			for _, a := range live {
@@ -75,6 +97,7 @@ func (f *Farm) Run(ctx context.Context, attach, detach func(*Attached)) error {
 			}
 			return ctx.Err()
 		case <-t.C:
+		case <-died:
 		}
 	}
 }

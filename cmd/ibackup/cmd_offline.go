@@ -11,6 +11,9 @@ import (
 	"github.com/spf13/pflag"
 )
 
+// lsFlushRows is how many lines `ls` aligns at a time.
+const lsFlushRows = 4096
+
 // Offline commands work on a backup directory without a phone
 // (backup-verification issue: verify, ls, extract, info BACKUP).
 
@@ -121,6 +124,7 @@ and verifies the result. NEW must not exist or be empty.`,
 				}
 				enc := json.NewEncoder(e.stdout)
 				w := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+				rows := 0
 				err := offline.List(args[0], offline.ListOptions{Options: offline.Options{Password: password}, Domain: domain},
 					func(en offline.Entry) error {
 						if err := ctx.Err(); err != nil {
@@ -135,6 +139,12 @@ and verifies the result. NEW must not exist or be empty.`,
 						}
 						_, err := fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\n", en.Type, en.Mode, en.Size,
 							en.Modified.Format(time.DateTime), name)
+						// tabwriter holds every line until Flush; flushing
+						// in blocks keeps memory flat for a million files
+						// (columns align within each block).
+						if rows++; err == nil && rows%lsFlushRows == 0 {
+							err = w.Flush()
+						}
 						return err
 					})
 				if ferr := w.Flush(); err == nil {

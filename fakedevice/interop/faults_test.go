@@ -71,10 +71,10 @@ func TestIdevicebackup2Faults(t *testing.T) {
 		_, res := backup(t, "link-drop-after=100K")
 		assert.Equal(t, 255, res.code, res.out)
 		assert.Contains(t, res.out, "Backup Aborted.", res.out)
-		// The phone comes back like a replugged one and answers again. The
-		// daemon notices the dead link at its next scan of the phones
-		// directory (fakedevice.Farm, 1 s); until then the old entry
-		// refuses connections, so a user's retry is simulated.
+		// The phone comes back like a replugged one and answers again.
+		// The daemon detaches and replugs it as soon as the link has died
+		// (fakedevice.Farm), which may be a moment after the tool exited;
+		// a user's retry is simulated for that moment.
 		u := byFault["link-drop-after=100K"]
 		deadline := time.Now().Add(10 * time.Second)
 		for {
