@@ -15,6 +15,14 @@ import (
 
 // BackupOptions configures one backup.
 type BackupOptions struct {
+	// IdleTimeout, when positive, ends the operation with ErrStalled once
+	// the phone has neither sent nor accepted a byte for that long (see
+	// Client.SetIdleTimeout). Zero waits as long as the phone takes.
+	IdleTimeout time.Duration
+	// OnStall is called once when IdleTimeout expires; it should close the
+	// transport to the phone (a stalled USB link can block a write below the
+	// connection, where no deadline reaches).
+	OnStall func()
 	// Dir is the backup directory; the backup appears as Dir/<Target>.
 	Dir string
 	// Target is the UDID of the connected phone (TargetIdentifier).
@@ -81,6 +89,10 @@ type Result struct {
 // verifies every file and only then makes the new version current. On any
 // error the previous backup is left exactly as it was.
 func (c *Client) Backup(ctx context.Context, opts BackupOptions) (*Result, error) {
+	if opts.IdleTimeout > 0 {
+		c.SetIdleTimeout(opts.IdleTimeout)
+	}
+	defer c.watchIdle(opts.OnStall)()
 	if !c.handshok {
 		return nil, ErrNotHandshaken
 	}
@@ -140,7 +152,8 @@ func (c *Client) runBackup(ctx context.Context, opts BackupOptions, log *slog.Lo
 
 	e := &engine{
 		dl: c.dl, root: root, rootDir: work.Root(), q: quota{limit: opts.SpaceLimit},
-		hash: !opts.SkipVerify, sync: !opts.NoSync, log: log, progress: opts.Progress,
+		stalled: c.stalled,
+		hash:    !opts.SkipVerify, sync: !opts.NoSync, log: log, progress: opts.Progress,
 		received: map[string]*recvFile{},
 	}
 	e.knowDirs(opts.Target)

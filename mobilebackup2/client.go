@@ -26,6 +26,7 @@ var supportedProtocolVersions = []float64{2.0, 2.1}
 // concurrent use: one request runs at a time on the caller's goroutine.
 type Client struct {
 	conn     net.Conn
+	ic       *idleConn // conn, with the optional inactivity timeout
 	dl       *devicelink.Conn
 	version  float64
 	dlMajor  int64
@@ -35,7 +36,8 @@ type Client struct {
 // NewClient returns a client on conn, a connection from
 // StartService("com.apple.mobilebackup2", escrow=true). It never dials.
 func NewClient(conn net.Conn) *Client {
-	return &Client{conn: conn, dl: devicelink.NewConn(conn, plistconn.Binary)}
+	ic := &idleConn{Conn: conn}
+	return &Client{conn: ic, ic: ic, dl: devicelink.NewConn(ic, plistconn.Binary)}
 }
 
 // ProtocolVersion returns the version the phone chose in Hello (0 before

@@ -33,6 +33,7 @@ type finalResult struct {
 // (§2.3). It runs on the caller's goroutine; all fields belong to it.
 type engine struct {
 	dl       *devicelink.Conn
+	stalled  func(error) error // Client.stalled; nil in engines without a Client
 	root     *os.Root
 	rootDir  string
 	q        quota
@@ -81,6 +82,9 @@ func (e *engine) run(ctx context.Context) (*finalResult, error) {
 			if cause := context.Cause(ctx); cause != nil {
 				return nil, fmt.Errorf("mobilebackup2: %w", cause)
 			}
+			if s := e.stall(err); s != nil {
+				return nil, s
+			}
 			if errors.Is(err, devicelink.ErrProtocol) {
 				return nil, fmt.Errorf("%w: %w", ErrProtocol, err)
 			}
@@ -93,6 +97,9 @@ func (e *engine) run(ctx context.Context) (*finalResult, error) {
 			if cause := context.Cause(ctx); cause != nil {
 				return nil, fmt.Errorf("mobilebackup2: %w", cause)
 			}
+			if s := e.stall(err); s != nil {
+				return nil, s
+			}
 			if errors.Is(err, ErrProtocol) || errors.Is(err, ErrDisconnected) {
 				return nil, err
 			}
@@ -104,6 +111,15 @@ func (e *engine) run(ctx context.Context) (*finalResult, error) {
 }
 
 var errFinished = errors.New("finished")
+
+// stall maps an inactivity timeout of the connection to ErrStalled (nil
+// when err is something else or no idle timeout is set).
+func (e *engine) stall(err error) error {
+	if e.stalled == nil {
+		return nil
+	}
+	return e.stalled(err)
+}
 
 func (e *engine) final(m *devicelink.Message) (*finalResult, error) {
 	if m.Name == devicelink.MsgDisconnect {

@@ -152,6 +152,8 @@ func Hint(err error) string {
 		return "the backup was cancelled on the phone; the previous backup was kept"
 	case errors.Is(err, ErrDiskFull):
 		return "free some space on the backup disk or choose another directory; the previous backup was kept"
+	case errors.Is(err, ErrStalled):
+		return "check the cable and that the phone is unlocked, unplug and replug it, then run the command again; the previous backup was kept"
 	case errors.Is(err, ErrDisconnected):
 		return "check the cable and that the phone stays unlocked and trusts this computer, then run the backup again; the previous backup was kept"
 	case errors.Is(err, ErrNoCommonVersion):

@@ -46,6 +46,14 @@ func (e *RefusedError) Unwrap() error { return ErrBackupUnusable }
 //	RemoveItemsNotRestored  = Remove
 //	Password                = Password (only when set)
 type RestoreOptions struct {
+	// IdleTimeout, when positive, ends the operation with ErrStalled once
+	// the phone has neither sent nor accepted a byte for that long (see
+	// Client.SetIdleTimeout). Zero waits as long as the phone takes.
+	IdleTimeout time.Duration
+	// OnStall is called once when IdleTimeout expires; it should close the
+	// transport to the phone (a stalled USB link can block a write below the
+	// connection, where no deadline reaches).
+	OnStall func()
 	// Dir is the backup directory holding <Source>/.
 	Dir string
 	// Target is the connected phone's UDID; Source is the backup's folder
@@ -196,6 +204,10 @@ func RestoreApplications(info *backupfmt.Info) ([]byte, error) {
 // verification, or from a newer iOS, unless Force. During the restore the
 // phone may read anything but cannot change the backup being restored.
 func (c *Client) Restore(ctx context.Context, opts RestoreOptions) (*RestoreResult, error) {
+	if opts.IdleTimeout > 0 {
+		c.SetIdleTimeout(opts.IdleTimeout)
+	}
+	defer c.watchIdle(opts.OnStall)()
 	if !c.handshok {
 		return nil, ErrNotHandshaken
 	}
@@ -236,6 +248,7 @@ func (c *Client) Restore(ctx context.Context, opts RestoreOptions) (*RestoreResu
 	defer root.Close()
 	e := &engine{
 		dl: c.dl, root: root, rootDir: rootDir, log: log, progress: opts.Progress,
+		stalled:  c.stalled,
 		received: map[string]*recvFile{}, readOnly: map[string]bool{source: true, opts.Target: true},
 		dirs: map[string]bool{},
 	}

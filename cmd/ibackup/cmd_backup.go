@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -29,11 +30,13 @@ backup stays exactly as it was. Older versions are kept (hard links make them ch
 			var full, asJSON bool
 			var keep int
 			var password string
+			var idle time.Duration
 			c.register(fs)
 			fs.BoolVar(&full, "full", false, "force a full backup (the phone re-sends every file)")
 			fs.IntVar(&keep, "keep", 0, "keep at most `N` versions after a successful backup (0 = all)")
 			fs.BoolVar(&asJSON, "json", false, "print progress and the result as JSON lines")
 			fs.StringVar(&password, "password", "", "the phone's backup `PASSWORD`, to verify the files of an encrypted backup")
+			fs.DurationVar(&idle, "idle-timeout", 0, "give up when the phone sends and accepts nothing for `D` (0 = wait as long as the phone takes; a phone may be silent for minutes while it prepares)")
 			return func(ctx context.Context, e *env, args []string) error {
 				if len(args) != 1 {
 					return usageError("want one backup DIR")
@@ -41,7 +44,7 @@ backup stays exactly as it was. Older versions are kept (hard links make them ch
 				if keep < 0 {
 					return usageError("--keep must be >= 0")
 				}
-				return runBackup(ctx, e, &c, mobilebackup2.BackupOptions{Dir: args[0], Full: full, Keep: keep, Password: password}, asJSON)
+				return runBackup(ctx, e, &c, mobilebackup2.BackupOptions{Dir: args[0], Full: full, Keep: keep, Password: password, IdleTimeout: idle}, asJSON)
 			}
 		},
 	})
@@ -157,5 +160,10 @@ func backupWithService(ctx context.Context, e *env, t *target, cl *lockdown.Clie
 		pr.note("backing up %s (%s, iOS %s) into %s (%s unless the phone decides otherwise)\n",
 			t.UDID, str(info.Values["DeviceName"]), str(info.Values["ProductVersion"]), opts.Dir, kind)
 	}
-	return mb.Backup(ctx, opts)
+	opts.OnStall = t.Unplug // unblocks a write stuck on a stalled link
+	res, err := mb.Backup(ctx, opts)
+	if errors.Is(err, mobilebackup2.ErrStalled) {
+		t.Unplug() // the link is unusable: later cleanup must not wait on it
+	}
+	return res, err
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -46,6 +47,7 @@ from a newer iOS than the phone (--force overrides). Options sent to the phone
 			fs.BoolVar(&o.Remove, "remove", false, "remove items on the phone that are not in the backup")
 			fs.StringVar(&o.Password, "password", "", "backup `PASSWORD` (encrypted backups)")
 			fs.BoolVar(&o.Force, "force", false, "restore even if the backup is unfinished, fails verification or is from a newer iOS")
+			fs.DurationVar(&o.IdleTimeout, "idle-timeout", 0, "give up when the phone sends and accepts nothing for `D` (0 = wait as long as the phone takes)")
 			fs.BoolVar(&r.skipApps, "skip-apps", false, "do not ask the phone to reinstall the backup's apps")
 			fs.BoolVar(&r.asJSON, "json", false, "print progress and the result as JSON lines")
 			return func(ctx context.Context, e *env, args []string) error {
@@ -127,7 +129,12 @@ func restoreWithService(ctx context.Context, t *target, cl *lockdown.Client, pr 
 	if _, err := mb.Handshake(ctx); err != nil {
 		return nil, err
 	}
-	return mb.Restore(ctx, o)
+	o.OnStall = t.Unplug // unblocks a write stuck on a stalled link
+	res, err := mb.Restore(ctx, o)
+	if errors.Is(err, mobilebackup2.ErrStalled) {
+		t.Unplug() // the link is unusable: later cleanup must not wait on it
+	}
+	return res, err
 }
 
 // sendRestoreApps writes /iTunesRestore/RestoreApplications.plist through

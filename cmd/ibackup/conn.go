@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/ibackup/ibackup/lockdown"
 	"github.com/spf13/pflag"
@@ -23,14 +24,32 @@ type target struct {
 	Store lockdown.PairRecordStore
 	// close releases the link or daemon connection.
 	close func() error
+	// unplug, if set, drops the link at once, as pulling the cable would; it
+	// is how a stalled phone is given up on.
+	unplug    func()
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Unplug drops the link to the phone at once when the transport has one to
+// drop, unblocking anything stuck on it, and otherwise closes the target.
+func (t *target) Unplug() {
+	if t.unplug != nil {
+		t.unplug()
+		return
+	}
+	_ = t.Close()
 }
 
 // Close releases the connection to the phone.
+// It may be called more than once, from any goroutine.
 func (t *target) Close() error {
-	if t.close == nil {
-		return nil
-	}
-	return t.close()
+	t.closeOnce.Do(func() {
+		if t.close != nil {
+			t.closeErr = t.close()
+		}
+	})
+	return t.closeErr
 }
 
 // connFlags are the flags every device command shares.

@@ -90,5 +90,5 @@ func openFake(ctx context.Context, e *env, c *connFlags) (*target, error) {
 		link.Close()
 		dev.Close()
 		return err
-	}}, nil
+	}, unplug: func() { link.Close() }}, nil
 }

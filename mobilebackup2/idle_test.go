@@ -1,0 +1,65 @@
+package mobilebackup2
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// silentPair returns a client connection whose peer never sends.
+func silentPair(t *testing.T) net.Conn {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ln.Close() })
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			accepted <- c
+		}
+		close(accepted)
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	peer := <-accepted
+	require.NotNil(t, peer)
+	t.Cleanup(func() { _ = c.Close(); _ = peer.Close() })
+	return c
+}
+
+func TestIdleTimeoutEndsSilentRead(t *testing.T) {
+	c := NewClient(silentPair(t))
+	c.SetIdleTimeout(50 * time.Millisecond)
+	start := time.Now()
+	_, err := c.dl.Read()
+	require.Error(t, err)
+	assert.Less(t, time.Since(start), 10*time.Second)
+	s := c.stalled(err)
+	require.Error(t, s)
+	assert.ErrorIs(t, s, ErrStalled)
+	assert.Contains(t, Hint(s), "unplug and replug")
+}
+
+func TestNoIdleTimeoutByDefault(t *testing.T) {
+	c := NewClient(silentPair(t))
+	// An outside deadline (as context cancellation sets) still works and is
+	// not taken for a stall.
+	require.NoError(t, c.conn.SetReadDeadline(time.Now().Add(50*time.Millisecond)))
+	_, err := c.dl.Read()
+	require.Error(t, err)
+	assert.NoError(t, c.stalled(err))
+}
+
+func TestPinnedDeadlineWins(t *testing.T) {
+	c := NewClient(silentPair(t))
+	c.SetIdleTimeout(time.Hour)
+	require.NoError(t, c.conn.SetReadDeadline(time.Now().Add(50*time.Millisecond)))
+	start := time.Now()
+	_, err := c.dl.Read()
+	require.Error(t, err)
+	assert.Less(t, time.Since(start), 10*time.Second, "a later Read must not push a pinned deadline out")
+}
