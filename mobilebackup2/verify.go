@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/ibackup/ibackup/mobilebackup2/backupfmt"
 	"github.com/ibackup/ibackup/mobilebackup2/snapshot"
@@ -150,7 +151,9 @@ func (v *verifier) sumTree(rec *snapshot.Record) error {
 		if err != nil {
 			return fmt.Errorf("mobilebackup2: verify: %w", err)
 		}
-		rel = filepath.ToSlash(rel)
+		// Clone: rel is a substring of p, and as a map key it would keep the
+		// whole absolute path alive (a million of them at scale).
+		rel = strings.Clone(filepath.ToSlash(rel))
 		if r, ok := v.received[v.udid+"/"+rel]; ok && r.hashed {
 			rec.Files[rel] = snapshot.FileSum{Size: r.size, SHA1: hex.EncodeToString(r.sum[:])}
 			return nil
