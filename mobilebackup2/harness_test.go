@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ibackup/ibackup/fakedevice/backupagent"
+	"github.com/ibackup/ibackup/fakedevice/fakenet"
 	"github.com/ibackup/ibackup/mobilebackup2"
 	"github.com/ibackup/ibackup/mobilebackup2/backupfmt"
 	"github.com/ibackup/ibackup/mobilebackup2/snapshot"
@@ -22,27 +23,8 @@ import (
 
 const testUDID = "00008110-000A1B2C3D4E5F60"
 
-// pipe returns two ends of a loopback TCP connection (a buffered pipe).
-func pipe(t testing.TB) (host, device net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	ch := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			close(ch)
-			return
-		}
-		ch <- c
-	}()
-	host, err = net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	device = <-ch
-	require.NotNil(t, device)
-	return host, device
-}
+// pipe returns both ends of a buffered loopback connection.
+func pipe(t testing.TB) (host, device net.Conn) { return fakenet.Pipe(t) }
 
 // session starts the fake agent and returns a handshaken client plus a
 // function that closes the client and returns the agent's error.

@@ -7,27 +7,13 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ibackup/ibackup/fakedevice/fakenet"
 )
 
 // silentPair returns a client connection whose peer never sends.
 func silentPair(t *testing.T) net.Conn {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = ln.Close() })
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			accepted <- c
-		}
-		close(accepted)
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	peer := <-accepted
-	require.NotNil(t, peer)
-	t.Cleanup(func() { _ = c.Close(); _ = peer.Close() })
+	c, _ := fakenet.Pipe(t)
 	return c
 }
 

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ibackup/ibackup/fakedevice/backupagent"
+	"github.com/ibackup/ibackup/fakedevice/fakenet"
 	"github.com/ibackup/ibackup/lockdown/plistconn"
 	"github.com/ibackup/ibackup/mobilebackup2"
 	"github.com/ibackup/ibackup/mobilebackup2/backupfmt"
@@ -22,22 +23,8 @@ const udid = "00008110-000A1B2C3D4E5F60"
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func pipe(t *testing.T) (net.Conn, net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	ch := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		ch <- c
-	}()
-	h, err := net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	d := <-ch
-	require.NotNil(t, d)
-	return h, d
-}
+// pipe returns both ends of a buffered loopback connection.
+func pipe(t *testing.T) (host, device net.Conn) { return fakenet.Pipe(t) }
 
 func start(t *testing.T, cfg backupagent.Config) (*mobilebackup2.Client, chan error) {
 	t.Helper()

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ibackup/ibackup/fakedevice/fakenet"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -17,25 +18,8 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// tcpPair returns both ends of a loopback TCP connection (a buffered pipe).
-func tcpPair(t *testing.T) (client, server net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	type res struct {
-		c   net.Conn
-		err error
-	}
-	ch := make(chan res, 1)
-	go func() { c, err := ln.Accept(); ch <- res{c, err} }()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	r := <-ch
-	require.NoError(t, r.err)
-	t.Cleanup(func() { _ = client.Close(); _ = r.c.Close() })
-	return client, r.c
-}
+// tcpPair returns both ends of a buffered loopback connection.
+func tcpPair(t *testing.T) (client, server net.Conn) { return fakenet.Pipe(t) }
 
 // scriptedPeer answers each request with reply(req); a nil reply sends
 // nothing. It records the requests.

@@ -11,28 +11,14 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/ibackup/ibackup/fakedevice/fakenet"
 	"github.com/ibackup/ibackup/lockdown/plistconn"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func tcpPair(t *testing.T) (client, server net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	ch := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		ch <- c
-	}()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	server = <-ch
-	require.NotNil(t, server)
-	t.Cleanup(func() { _ = client.Close(); _ = server.Close() })
-	return client, server
-}
+// tcpPair returns both ends of a buffered loopback connection.
+func tcpPair(t *testing.T) (client, server net.Conn) { return fakenet.Pipe(t) }
 
 func u(v uint64) *uint64 { return &v }
 

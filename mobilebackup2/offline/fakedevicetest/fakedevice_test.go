@@ -18,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ibackup/ibackup/fakedevice/backupagent"
+	"github.com/ibackup/ibackup/fakedevice/fakenet"
 	"github.com/ibackup/ibackup/mobilebackup2"
 	"github.com/ibackup/ibackup/mobilebackup2/backupfmt"
 	"github.com/ibackup/ibackup/mobilebackup2/keybag"
@@ -31,27 +32,8 @@ const (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// tcpPipe is a buffered loopback connection pair.
-func tcpPipe(t *testing.T) (host, device net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	ch := make(chan net.Conn, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			close(ch)
-			return
-		}
-		ch <- c
-	}()
-	host, err = net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	device = <-ch
-	require.NotNil(t, device)
-	return host, device
-}
+// tcpPipe returns both ends of a buffered loopback connection.
+func tcpPipe(t *testing.T) (host, device net.Conn) { return fakenet.Pipe(t) }
 
 // session runs fn against a fake phone with cfg.
 func session(t *testing.T, cfg backupagent.Config, fn func(c *mobilebackup2.Client) error) error {
