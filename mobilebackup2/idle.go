@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -13,92 +12,67 @@ import (
 // the idle timeout set with Client.SetIdleTimeout.
 var ErrStalled = errors.New("mobilebackup2: the phone stopped responding")
 
-// idleConn gives every Read and Write a fresh deadline of now+idle, turning
-// the deadlines into an inactivity timeout. With idle 0 (the default) it
-// only forwards: a real phone may be silent for minutes while it builds its
-// snapshot or waits for its passcode (mobilebackup2-and-backup-format.md
-// §2.7), so an inactivity limit is the caller's choice.
-//
-// A deadline set from outside (context cancellation sets one in the past)
-// pins the deadlines: later Reads and Writes no longer move them.
+// idleConn counts the Reads and Writes that move bytes, so a watchdog
+// (Client.watchIdle) can tell a phone that went quiet. With no idle timeout
+// (the default) nothing watches: a real phone may be silent for minutes while
+// it builds its snapshot or waits for its passcode
+// (mobilebackup2-and-backup-format.md §2.7), so an inactivity limit is the
+// caller's choice. The hot path pays one atomic add per call.
 type idleConn struct {
 	net.Conn
-	idle    atomic.Int64 // time.Duration
-	last    atomic.Int64 // unix nanos of the last Read or Write that moved bytes
-	stalled atomic.Bool  // the watchdog gave up on the phone
-	mu      sync.Mutex
-	pinned  bool
-}
-
-func (c *idleConn) arm(set func(time.Time) error) {
-	d := time.Duration(c.idle.Load())
-	if d <= 0 {
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.pinned {
-		_ = set(time.Now().Add(d))
-	}
+	idle    atomic.Int64  // time.Duration; 0 = no limit
+	moved   atomic.Uint64 // Reads and Writes that moved bytes
+	stalled atomic.Bool   // the watchdog gave up on the phone
 }
 
 func (c *idleConn) Read(p []byte) (int, error) {
-	c.arm(c.Conn.SetReadDeadline)
 	n, err := c.Conn.Read(p)
 	if n > 0 {
-		c.last.Store(time.Now().UnixNano())
+		c.moved.Add(1)
 	}
 	return n, err
 }
 
 func (c *idleConn) Write(p []byte) (int, error) {
-	c.arm(c.Conn.SetWriteDeadline)
 	n, err := c.Conn.Write(p)
 	if n > 0 {
-		c.last.Store(time.Now().UnixNano())
+		c.moved.Add(1)
 	}
 	return n, err
 }
 
-func (c *idleConn) pin(set func(time.Time) error, t time.Time) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.pinned = true
-	return set(t)
-}
-
-func (c *idleConn) SetDeadline(t time.Time) error      { return c.pin(c.Conn.SetDeadline, t) }
-func (c *idleConn) SetReadDeadline(t time.Time) error  { return c.pin(c.Conn.SetReadDeadline, t) }
-func (c *idleConn) SetWriteDeadline(t time.Time) error { return c.pin(c.Conn.SetWriteDeadline, t) }
-
-// SetIdleTimeout makes a backup, restore or password change fail with
+// SetIdleTimeout makes a backup or restore fail with
 // ErrStalled when the phone neither sends nor accepts a byte for d. Zero, the
 // default, waits as long as the phone takes.
 func (c *Client) SetIdleTimeout(d time.Duration) { c.ic.idle.Store(int64(d)) }
 
-// watchIdle runs, while an operation lasts, a watchdog for writes that block
-// below the connection (a stalled USB link does not honour deadlines): when
-// nothing has moved for the idle timeout it expires the connection's
-// deadlines and calls onStall, which should tear the transport down the way
-// an unplug would. The returned stop ends the watchdog and waits for it.
+// watchIdle runs a watchdog while a backup or restore lasts. When nothing
+// has moved for the idle timeout it marks the client stalled, expires the
+// connection's deadlines and calls onStall, which should drop the transport
+// the way an unplug would: a write stuck on a stalled USB link sees no
+// deadline. The returned stop ends the watchdog and waits for it.
 func (c *Client) watchIdle(onStall func()) (stop func()) {
 	d := time.Duration(c.ic.idle.Load())
 	if d <= 0 {
 		return func() {}
 	}
-	c.ic.last.Store(time.Now().UnixNano())
 	done := make(chan struct{})
 	exited := make(chan struct{})
 	go func() {
 		defer close(exited)
 		t := time.NewTicker(max(d/4, time.Millisecond))
 		defer t.Stop()
+		seen, since := c.ic.moved.Load(), time.Now()
 		for {
 			select {
 			case <-done:
 				return
 			case now := <-t.C:
-				if now.Sub(time.Unix(0, c.ic.last.Load())) < d {
+				if m := c.ic.moved.Load(); m != seen {
+					seen, since = m, now
+					continue
+				}
+				if now.Sub(since) < d {
 					continue
 				}
 				c.ic.stalled.Store(true)
@@ -113,15 +87,13 @@ func (c *Client) watchIdle(onStall func()) (stop func()) {
 	return func() { close(done); <-exited }
 }
 
-// stalled maps an inactivity timeout, or an error after the watchdog gave
-// up, to ErrStalled.
+// stalled maps an error that followed the watchdog giving up to ErrStalled
+// (nil otherwise).
 func (c *Client) stalled(err error) error {
-	d := time.Duration(c.ic.idle.Load())
-	var ne net.Error
-	if d > 0 && (c.ic.stalled.Load() || errors.As(err, &ne) && ne.Timeout()) {
-		return &stallError{idle: d, err: err}
+	if !c.ic.stalled.Load() {
+		return nil
 	}
-	return nil
+	return &stallError{idle: time.Duration(c.ic.idle.Load()), err: err}
 }
 
 // stallError is ErrStalled with its cause and a hint for the user.
