@@ -154,7 +154,7 @@ func (c *Client) runBackup(ctx context.Context, opts BackupOptions, log *slog.Lo
 		dl: c.dl, root: root, rootDir: work.Root(), q: quota{limit: opts.SpaceLimit},
 		stalled: c.stalled,
 		hash:    !opts.SkipVerify, sync: !opts.NoSync, log: log, progress: opts.Progress,
-		received: map[string]*recvFile{},
+		received: newRecvTable(),
 	}
 	e.knowDirs(opts.Target)
 	e.knowDirs(opts.Target + "/Snapshot")

@@ -2,7 +2,6 @@ package mobilebackup2
 
 import (
 	"context"
-	"crypto/sha1"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,13 +13,6 @@ import (
 
 	"github.com/ibackup/ibackup/mobilebackup2/devicelink"
 )
-
-// recvFile is what we know about a file received in this run.
-type recvFile struct {
-	size   int64
-	sum    [sha1.Size]byte
-	hashed bool
-}
 
 // finalResult is the phone's closing DLMessageProcessMessage (§2.5).
 type finalResult struct {
@@ -51,7 +43,7 @@ type engine struct {
 	dirs map[string]bool
 
 	ev         Event
-	received   map[string]*recvFile // slash path relative to root
+	received   *recvTable // slash paths relative to root
 	remoteErrs []FileProblem        // files the phone could not read (ERROR_REMOTE)
 	diskFull   bool
 	lastWrite  error
@@ -304,11 +296,7 @@ func (e *engine) moveOne(s, d string) error {
 		}
 		delete(e.dirs, sp)
 		delete(e.dirs, dp)
-		delete(e.received, dp)
-		if v, ok := e.received[sp]; ok {
-			delete(e.received, sp)
-			e.received[dp] = v
-		}
+		e.received.moveFile(sp, dp)
 		return nil
 	}
 	e.forgetDirs(sp)
@@ -316,13 +304,7 @@ func (e *engine) moveOne(s, d string) error {
 	if err := moveItem(e.root, sp, dp); err != nil {
 		return err
 	}
-	e.forget(dp)
-	for k, v := range e.received {
-		if k == sp || strings.HasPrefix(k, sp+"/") {
-			delete(e.received, k)
-			e.received[dp+strings.TrimPrefix(k, sp)] = v
-		}
-	}
+	e.received.moveTree(sp, dp)
 	return nil
 }
 
@@ -388,15 +370,11 @@ func (e *engine) forgetDirs(p string) {
 // forget drops what we know about p and everything below it.
 func (e *engine) forget(p string) {
 	e.forgetDirs(p)
-	if _, ok := e.received[p]; ok {
-		delete(e.received, p)
+	if e.received.has(p) {
+		e.received.del(p)
 		return
 	}
-	for k := range e.received {
-		if strings.HasPrefix(k, p+"/") {
-			delete(e.received, k)
-		}
-	}
+	e.received.forgetTree(p)
 }
 
 // removeItems deletes files and directory trees; missing is fine (§2.3).

@@ -249,7 +249,7 @@ func (c *Client) Restore(ctx context.Context, opts RestoreOptions) (*RestoreResu
 	e := &engine{
 		dl: c.dl, root: root, rootDir: rootDir, log: log, progress: opts.Progress,
 		stalled:  c.stalled,
-		received: map[string]*recvFile{}, readOnly: map[string]bool{source: true, opts.Target: true},
+		received: newRecvTable(), readOnly: map[string]bool{source: true, opts.Target: true},
 		dirs: map[string]bool{},
 	}
 	o := map[string]any{

@@ -179,7 +179,7 @@ func (e *engine) receiveOne(hostName, devName string) error {
 		// The phone could not read this file (§3.3): the partial file is not
 		// valid. Remove it and remember the problem; verification decides.
 		_ = e.root.Remove(p)
-		delete(e.received, p)
+		e.received.del(p)
 		e.remoteErrs = append(e.remoteErrs, FileProblem{Path: p, Problem: fmt.Sprintf("the phone could not read %s: %s", devName, res.Message)})
 		e.log.Warn("phone could not send a file", "device path", devName, "error", res.Message)
 		return nil
@@ -194,12 +194,12 @@ func (e *engine) receiveOne(hostName, devName string) error {
 		e.lastWrite = werr
 		return fmt.Errorf("%w: %s: %w", errLocal, hostName, werr)
 	}
-	rf := &recvFile{size: res.Bytes}
+	rf := recvFile{size: res.Bytes}
 	if h != nil {
 		h.Sum(rf.sum[:0])
 		rf.hashed = true
 	}
-	e.received[p] = rf
+	e.received.put(p, rf)
 	e.ev.Files++
 	return nil
 }

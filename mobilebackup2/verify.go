@@ -25,7 +25,7 @@ type verifier struct {
 	root     *os.Root
 	rootDir  string
 	udid     string
-	received map[string]*recvFile
+	received *recvTable
 	base     *snapshot.Version
 	hash     bool
 	progress func(Event)
@@ -111,23 +111,27 @@ func (v *verifier) run() (*snapshot.Record, *verifySummary, error) {
 // checkReceived compares every file received in this run with its size on
 // disk (a short write or a later change shows up here).
 func (v *verifier) checkReceived(s *verifySummary) error {
-	keys := make([]string, 0, len(v.received))
-	for k := range v.received {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	var (
+		found   []FileProblem
+		lastErr error
+	)
+	v.received.each(func(k string, r recvFile) {
 		fi, err := v.root.Lstat(k)
 		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				continue // moved away or removed by the phone afterwards
+			if !errors.Is(err, fs.ErrNotExist) { // else moved away or removed by the phone afterwards
+				lastErr = err
 			}
-			return fmt.Errorf("mobilebackup2: verify: %w", err)
+			return
 		}
-		if fi.Size() != v.received[k].size {
-			v.problem(s, k, fmt.Sprintf("size on disk %d, received %d bytes", fi.Size(), v.received[k].size))
+		if fi.Size() != r.size {
+			found = append(found, FileProblem{Path: k, Problem: fmt.Sprintf("size on disk %d, received %d bytes", fi.Size(), r.size)})
 		}
+	})
+	if lastErr != nil {
+		return fmt.Errorf("mobilebackup2: verify: %w", lastErr)
 	}
+	sort.Slice(found, func(i, j int) bool { return found[i].Path < found[j].Path })
+	s.problems = append(s.problems, found...)
 	return nil
 }
 
@@ -154,7 +158,7 @@ func (v *verifier) sumTree(rec *snapshot.Record) error {
 		// Clone: rel is a substring of p, and as a map key it would keep the
 		// whole absolute path alive (a million of them at scale).
 		rel = strings.Clone(filepath.ToSlash(rel))
-		if r, ok := v.received[v.udid+"/"+rel]; ok && r.hashed {
+		if r, ok := v.received.get(v.udid + "/" + rel); ok && r.hashed {
 			rec.Files[rel] = snapshot.FileSum{Size: r.size, SHA1: hex.EncodeToString(r.sum[:])}
 			return nil
 		}
