@@ -101,6 +101,7 @@ func (d *Device) backupConfig(ctx context.Context) backupagent.Config {
 		// iOS 5–9 phones write Manifest.mbdb backups with a flat layout (§5.7).
 		MBDB:       d.prof.Manifest == profile.ManifestMBDB,
 		State:      d.restore,
+		Cache:      d.cache,
 		Encryption: d.enc,
 		Faults: backupagent.Faults{
 			RemoteErrorFile: d.faults.RemoteErrorFile,

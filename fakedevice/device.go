@@ -58,6 +58,9 @@ type Device struct {
 	// enc is the backup-encryption setting (password, keybag), kept in
 	// <phone>/backup-encryption.plist and mirrored into device.plist.
 	enc *backupagent.Encryption
+	// cache is the phone's own backup cache (Status UUID → what it sent),
+	// which keeps incremental backups proportional to the change.
+	cache *backupagent.Cache
 	// cfgMu serialises device.plist updates made by ChangePassword.
 	cfgMu sync.Mutex
 
@@ -121,6 +124,7 @@ func Open(dir string, opts Options) (*Device, error) {
 	}
 	d.afc, d.notify, d.inst = afc, notifyd.New(notifyd.Config{}), instproxyd.New(instproxyd.Config{Apps: apps})
 	d.restore = backupagent.NewState(staging)
+	d.cache = backupagent.NewCache()
 	return d, nil
 }
 

@@ -44,8 +44,10 @@ type BackupOptions struct {
 	// SkipVerify turns off per-file hashing and the final checks (the
 	// record then holds no checksums). Meant for measurements.
 	SkipVerify bool
-	// NoSync skips fsync of received files (faster, not crash-safe against
-	// power loss; a process crash is still safe).
+	// NoSync skips the one pass that makes the received files durable
+	// before the new version is committed (syncfs, or fsync file by file
+	// where the platform has no syncfs): faster, not crash-safe against
+	// power loss; a process crash is still safe.
 	NoSync bool
 	// Password, when set, is the phone's backup password: an encrypted
 	// backup is then verified decrypted (every file's key, padding, size
@@ -153,8 +155,15 @@ func (c *Client) runBackup(ctx context.Context, opts BackupOptions, log *slog.Lo
 	e := &engine{
 		dl: c.dl, root: root, rootDir: work.Root(), q: quota{limit: opts.SpaceLimit},
 		stalled: c.stalled,
-		hash:    !opts.SkipVerify, sync: !opts.NoSync, log: log, progress: opts.Progress,
+		hash:    !opts.SkipVerify, log: log, progress: opts.Progress,
 		received: newRecvTable(),
+	}
+	defer e.close()
+	if !opts.NoSync {
+		if e.dur, err = newDurability(root); err != nil {
+			return nil, err
+		}
+		defer e.dur.close()
 	}
 	e.knowDirs(opts.Target)
 	e.knowDirs(opts.Target + "/Snapshot")
@@ -193,6 +202,15 @@ func (c *Client) runBackup(ctx context.Context, opts BackupOptions, log *slog.Lo
 		return nil, fmt.Errorf("%w: %w", errDiskFull, e.lastWrite)
 	}
 
+	// The working copy is made durable while it is verified; the version
+	// is committed only after both (issue 11: syncfs passes, not one fsync
+	// per received file).
+	durable := make(chan error, 1)
+	if e.dur == nil {
+		durable <- nil
+	} else {
+		go func() { durable <- e.dur.finish() }()
+	}
 	e.ev.Phase = PhaseVerifying
 	e.emit()
 	v := &verifier{root: root, rootDir: work.Root(), udid: opts.Target, received: e.received,
@@ -201,6 +219,9 @@ func (c *Client) runBackup(ctx context.Context, opts BackupOptions, log *slog.Lo
 		v.base = &b
 	}
 	rec, sum, err := v.run()
+	if derr := <-durable; err == nil && derr != nil {
+		err = derr
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -28,9 +29,12 @@ type engine struct {
 	stalled  func(error) error // Client.stalled; nil in engines without a Client
 	root     *os.Root
 	rootDir  string
+	fc       *dirCache // open parent directories of content files (files())
 	q        quota
 	hash     bool
-	sync     bool
+	sha      hash.Hash   // reused for every received file
+	sink     fileSink    // reused for every received file
+	dur      *durability // nil: received files are not made durable
 	log      *slog.Logger
 	progress func(Event)
 
@@ -43,13 +47,32 @@ type engine struct {
 	dirs map[string]bool
 
 	ev         Event
-	received   *recvTable // slash paths relative to root
-	remoteErrs []FileProblem        // files the phone could not read (ERROR_REMOTE)
+	received   *recvTable    // slash paths relative to root
+	remoteErrs []FileProblem // files the phone could not read (ERROR_REMOTE)
 	diskFull   bool
 	lastWrite  error
 	sent       int   // files served to the phone
 	sentBytes  int64 // bytes served to the phone
 }
+
+// files returns the engine's cache of open directories.
+func (e *engine) files() *dirCache {
+	if e.fc == nil {
+		e.fc = newDirCache(e.root)
+	}
+	return e.fc
+}
+
+// dirsChanged is called before a directory may be removed, moved or
+// replaced: cached open directories may no longer be what their paths name.
+func (e *engine) dirsChanged() {
+	if e.fc != nil {
+		e.fc.flush()
+	}
+}
+
+// close releases the engine's open directories.
+func (e *engine) close() { e.dirsChanged() }
 
 func (e *engine) emit() {
 	if e.progress != nil {
@@ -284,10 +307,21 @@ func (e *engine) moveOne(s, d string) error {
 	if err != nil {
 		return err
 	}
-	// A regular file moved onto a path that is not a directory (the common
-	// case: the phone moves every file of a backup out of its staging
-	// area) only touches its own entries; scanning every known path on
-	// each move made a backup quadratic in its file count.
+	// The common case: the phone moves every file it just uploaded out of
+	// its staging area (§4.3 step 11). A file received in this run is a
+	// regular file we created, so one renameat replaces whatever
+	// non-directory is at dp; a directory there makes it fail and the
+	// general path below decides.
+	if sp != dp && e.received.has(sp) {
+		if e.files().rename(sp, dp) == nil {
+			delete(e.dirs, dp)
+			e.received.moveFile(sp, dp)
+			return nil
+		}
+	}
+	// A regular file moved onto a path that is not a directory only touches
+	// its own entries; scanning every known path on each move made a backup
+	// quadratic in its file count.
 	if fileMove(e.root, sp, dp) {
 		if err := moveItem(e.root, sp, dp); err != nil {
 			delete(e.dirs, sp)
@@ -301,6 +335,7 @@ func (e *engine) moveOne(s, d string) error {
 	}
 	e.forgetDirs(sp)
 	e.forgetDirs(dp)
+	e.dirsChanged()
 	if err := moveItem(e.root, sp, dp); err != nil {
 		return err
 	}
@@ -385,8 +420,15 @@ func (e *engine) removeItems(m *devicelink.Message) error {
 	for _, it := range list {
 		name, _ := it.(string)
 		p, err := e.writable(name)
+		if err == nil && e.files().unlink(p) == nil {
+			// One non-directory: nothing below it to forget.
+			delete(e.dirs, p)
+			e.received.del(p)
+			continue
+		}
 		if err == nil {
 			e.forgetDirs(p)
+			e.dirsChanged()
 			err = e.root.RemoveAll(p)
 		}
 		if err != nil {
@@ -414,6 +456,7 @@ func (e *engine) copy(m *devicelink.Message) error {
 		dp, err = e.writable(d)
 	}
 	if err == nil {
+		e.dirsChanged()
 		err = copyItem(e.root, sp, dp, &e.q)
 	}
 	if err != nil {

@@ -115,14 +115,18 @@ func (qw quotaWriter) Write(p []byte) (int, error) {
 	return qw.w.Write(p)
 }
 
-// createFresh creates name as a new inode: an existing file (possibly a
-// hard link into an older backup version) is unlinked first, so older
-// versions never change (snapshot package doc).
+// createFresh creates name as a new inode: O_EXCL first; an existing file
+// (possibly a hard link into an older backup version) is unlinked and the
+// create retried, so older versions never change (snapshot package doc).
 func createFresh(root *os.Root, name string) (*os.File, error) {
-	if err := root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
+	const flags = os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	f, err := root.OpenFile(name, flags, 0o644)
+	if errors.Is(err, fs.ErrExist) {
+		if err := root.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		f, err = root.OpenFile(name, flags, 0o644)
 	}
-	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if errors.Is(err, fs.ErrNotExist) {
 		// Create parent directories defensively (§3.3), then retry.
 		if dir := path.Dir(name); dir != "." {
@@ -130,7 +134,7 @@ func createFresh(root *os.Root, name string) (*os.File, error) {
 				return nil, err
 			}
 		}
-		f, err = root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		f, err = root.OpenFile(name, flags, 0o644)
 	}
 	return f, err
 }
@@ -247,7 +251,7 @@ func freeSpace(dir string) (uint64, error) {
 	if err := syscall.Statfs(dir, &st); err != nil {
 		return 0, fmt.Errorf("mobilebackup2: statfs %s: %w", dir, err)
 	}
-	return st.Bavail * uint64(st.Bsize), nil
+	return uint64(st.Bavail) * uint64(st.Bsize), nil
 }
 
 // toSlash turns a native relative path into slash form.

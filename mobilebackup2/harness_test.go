@@ -115,12 +115,17 @@ func verifyRecord(t testing.TB, v snapshot.Version, udid string) []string {
 	t.Helper()
 	require.NotNil(t, v.Record)
 	var bad []string
-	for rel, sum := range v.Record.Files {
-		b, err := os.ReadFile(filepath.Join(v.Path(udid), filepath.FromSlash(rel)))
-		if err != nil || int64(len(b)) != sum.Size || sha1hex(b) != sum.SHA1 {
-			bad = append(bad, rel)
+	n := 0
+	require.NoError(t, v.Record.Each(func(e snapshot.Entry) error {
+		n++
+		b, err := os.ReadFile(filepath.Join(v.Path(udid), filepath.FromSlash(e.Path)))
+		if err != nil || int64(len(b)) != e.Size || sha1hex(b) != e.SumHex() {
+			bad = append(bad, e.Path)
 		}
-	}
+		return nil
+	}))
+	require.Positive(t, n, "the record lists no file")
+	assert.Equal(t, v.Record.Count, int64(n), "record header count")
 	sort.Strings(bad)
 	return bad
 }

@@ -9,6 +9,7 @@ package mobilebackup2
 // password, else by its stored sizes (§6.4).
 
 import (
+	"bytes"
 	"crypto/sha1"
 	"encoding/hex"
 	"errors"
@@ -79,6 +80,10 @@ func (v *verifier) checkMBDBRows(s *verifySummary, rec *snapshot.Record, encrypt
 		return nil
 	}
 	defer f.Close()
+	sums, err := flatSums(rec)
+	if err != nil {
+		return fmt.Errorf("mobilebackup2: verify: %w", err)
+	}
 	r, err := backupfmt.NewMBDBReader(f)
 	if err != nil {
 		v.problem(s, name, err.Error())
@@ -101,18 +106,58 @@ func (v *verifier) checkMBDBRows(s *verifySummary, rec *snapshot.Record, encrypt
 			s.problems = append(s.problems, FileProblem{Path: v.udid + "/" + row.FileID,
 				Domain: row.Domain, RelativePath: row.RelativePath, Problem: what})
 		}
-		sum, ok := rec.Files[row.FileID]
+		sum, ok := sums.get(row.FileID)
 		switch {
 		case !ok:
 			bad("missing (Manifest.mbdb references it)")
 		case encrypted:
-			if sum.Size%aesBlock != 0 || sum.Size < row.File.Size {
-				bad(fmt.Sprintf("encrypted size %d does not hold %d bytes in whole AES blocks (truncated?)", sum.Size, row.File.Size))
+			if sum.size%aesBlock != 0 || sum.size < row.File.Size {
+				bad(fmt.Sprintf("encrypted size %d does not hold %d bytes in whole AES blocks (truncated?)", sum.size, row.File.Size))
 			}
-		case sum.Size != row.File.Size:
-			bad(fmt.Sprintf("size %d, Manifest.mbdb says %d", sum.Size, row.File.Size))
-		case len(row.File.Digest) == sha1.Size && hex.EncodeToString(row.File.Digest) != sum.SHA1:
-			bad(fmt.Sprintf("SHA-1 %s, Manifest.mbdb says %x", sum.SHA1, row.File.Digest))
+		case sum.size != row.File.Size:
+			bad(fmt.Sprintf("size %d, Manifest.mbdb says %d", sum.size, row.File.Size))
+		case len(row.File.Digest) == sha1.Size && !bytes.Equal(row.File.Digest, sum.sha1[:]):
+			bad(fmt.Sprintf("SHA-1 %x, Manifest.mbdb says %x", sum.sha1, row.File.Digest))
 		}
 	}
+}
+
+// flatSum is one flat <UDID>/<fileID> file of the record.
+type flatSum struct {
+	size int64
+	sha1 [sha1.Size]byte
+}
+
+// flatIndex maps fileIDs to their record entries. The mbdb lists files in
+// its own order, not sorted, so the record cannot be merge-joined; an
+// iOS 5–9 backup is indexed compactly instead (48 bytes a file).
+type flatIndex map[[sha1.Size]byte]flatSum
+
+func (x flatIndex) get(fileID string) (flatSum, bool) {
+	var k [sha1.Size]byte
+	if len(fileID) != 2*sha1.Size {
+		return flatSum{}, false
+	}
+	if _, err := hex.Decode(k[:], []byte(fileID)); err != nil {
+		return flatSum{}, false
+	}
+	s, ok := x[k]
+	return s, ok
+}
+
+// flatSums indexes the record's top-level files named by a fileID.
+func flatSums(rec *snapshot.Record) (flatIndex, error) {
+	x := flatIndex{}
+	err := rec.Each(func(e snapshot.Entry) error {
+		if !backupfmt.ValidFileID(e.Path) {
+			return nil
+		}
+		var k [sha1.Size]byte
+		if _, err := hex.Decode(k[:], []byte(e.Path)); err != nil {
+			return nil
+		}
+		x[k] = flatSum{size: e.Size, sha1: e.SHA1}
+		return nil
+	})
+	return x, err
 }

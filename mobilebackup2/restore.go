@@ -252,6 +252,7 @@ func (c *Client) Restore(ctx context.Context, opts RestoreOptions) (*RestoreResu
 		received: newRecvTable(), readOnly: map[string]bool{source: true, opts.Target: true},
 		dirs: map[string]bool{},
 	}
+	defer e.close()
 	o := map[string]any{
 		"RestoreSystemFiles":      opts.System,
 		"RestoreShouldReboot":     !opts.NoReboot,

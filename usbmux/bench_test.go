@@ -107,3 +107,48 @@ func benchThroughput(b *testing.B, toHost bool) {
 	b.ReportMetric(float64(per)/bestBare.Seconds()/1e6, "bare-MB/s")
 	b.ReportMetric(float64(per)/bestMux.Seconds()/1e6, "mux-MB/s")
 }
+
+// BenchmarkRateOverMux sends device → host through a mux connection over a
+// memlink limited to 40 MiB/s (both directions share it, like a USB 2 bus)
+// with an always-ready reader, in writes of one TLS record, and reports the
+// payload rate ÷ the limit ("ratio"): what the mux's windows, ACKs and
+// headers leave of the link.
+func BenchmarkRateOverMux(b *testing.B) {
+	const rate = 40 << 20
+	r := newRig(b, nil, nil)
+	r.faults.RateLimit(rate)
+	l, err := r.srv.Listen(1234)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	hc, dc := r.connPair(b, l, 1234)
+	defer hc.Close()
+	defer dc.Close()
+	const per = rate / 4
+	buf := make([]byte, 16413) // one full TLS 1.3 record
+	rbuf := make([]byte, 32<<10)
+	var took time.Duration
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		done := make(chan error, 1)
+		go func() {
+			for sent := 0; sent < per; sent += len(buf) {
+				if _, err := dc.Write(buf[:min(per-sent, len(buf))]); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+		if _, err := io.CopyBuffer(io.Discard, io.LimitReader(hc, per), rbuf); err != nil {
+			b.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+		took += time.Since(start)
+	}
+	b.ReportMetric(float64(per)*float64(b.N)/took.Seconds()/rate, "ratio")
+}

@@ -129,6 +129,20 @@ func (f *Framer) ReadPacket() (Packet, error) {
 		// partial packet (rbuf holds maxRead + 16384, so a whole packet always fits).
 		if f.start == f.end {
 			f.start, f.end = 0, 0
+			if tr, ok := f.r.(TransferReader); ok {
+				p, done, err := f.readTransfer(tr, v, hs)
+				if done || err != nil {
+					return p, err
+				}
+				if f.end == 0 { // a ZLP
+					if zero++; zero > maxZeroReads {
+						return Packet{}, fmt.Errorf("usbmux: link returns only empty reads: %w", io.ErrNoProgress)
+					}
+				} else {
+					zero = 0
+				}
+				continue
+			}
 		} else if len(f.rbuf)-f.end < 16384 {
 			f.end = copy(f.rbuf, f.rbuf[f.start:f.end])
 			f.start = 0
@@ -149,6 +163,39 @@ func (f *Framer) ReadPacket() (Packet, error) {
 			zero = 0
 		}
 	}
+}
+
+// TransferReader is an optional interface of a Link (fakedevice/memlink has it): ReadTransfer
+// is Read without the copy. It returns up to max bytes of the next transfer (the rest stays for
+// the next read, as with Read); the slice is the link's and stays valid until the next
+// ReadTransfer or Read.
+type TransferReader interface {
+	ReadTransfer(max int) ([]byte, error)
+}
+
+// readTransfer reads one transfer from tr with the framer's buffer empty. A transfer that is
+// exactly one packet is returned in place (done); anything else is copied into rbuf for the
+// general path.
+func (f *Framer) readTransfer(tr TransferReader, v, hs int) (Packet, bool, error) {
+	b, err := tr.ReadTransfer(len(f.rbuf))
+	if err != nil {
+		return Packet{}, false, err
+	}
+	if len(b) >= hs {
+		h, err := ParseHeader(b, v)
+		if err == nil && h.Length <= uint32(f.maxRead) && int(h.Length) == len(b) {
+			if v != 1 {
+				if f.echoTx {
+					f.lastRx.Store(uint32(h.TxSeq))
+				} else {
+					f.lastRx.Store(uint32(h.RxSeq))
+				}
+			}
+			return Packet{Header: h, Payload: b[hs:]}, true, nil
+		}
+	}
+	f.end = copy(f.rbuf, b)
+	return Packet{}, false, nil
 }
 
 // WritePacket writes one packet of protocol p whose payload is the concatenation of parts.

@@ -172,3 +172,51 @@ func TestParseErrors(t *testing.T) {
 	_, err = ParseHeader(make([]byte, 7), 1)
 	assert.ErrorIs(t, err, ErrMalformed)
 }
+
+// transferReader is a chunkReader that also lends its chunks (TransferReader).
+type transferReader struct{ chunkReader }
+
+func (r *transferReader) ReadTransfer(max int) ([]byte, error) {
+	if len(r.chunks) == 0 {
+		return nil, io.EOF
+	}
+	b := r.chunks[0]
+	if len(b) > max {
+		r.chunks[0] = b[max:]
+		return b[:max], nil
+	}
+	r.chunks = r.chunks[1:]
+	return b, nil
+}
+
+// TestReadPacketTransfers: over a TransferReader, a transfer holding one whole packet is used in
+// place and everything else (split packets, glued packets, ZLPs, truncation) reads as over Read.
+func TestReadPacketTransfers(t *testing.T) {
+	big := bytes.Repeat([]byte{0xAB}, 40000)
+	p1 := packet(t, 2, Header{Protocol: ProtoTCP, Magic: Magic, TxSeq: 7, RxSeq: 3}, big)
+	p2 := packet(t, 2, Header{Protocol: ProtoControl, Magic: 0xFACEFACE}, []byte("\x07hello\n"))
+	p3 := packet(t, 2, Header{Protocol: ProtoTCP, Magic: Magic, TxSeq: 8, RxSeq: 4}, []byte("whole"))
+	stream := append(append([]byte(nil), p1...), p2...)
+	r := &transferReader{chunkReader{chunks: [][]byte{p3, {}, stream[:16384], stream[16384:32768], stream[32768:], p3}}}
+	f := NewFramer(io.Discard, r, FramerConfig{Device: true})
+	f.SetVersion(2)
+	for i, want := range []string{"whole", string(big), "\x07hello\n", "whole"} {
+		got, err := f.ReadPacket()
+		require.NoError(t, err, "packet %d", i)
+		assert.Equal(t, want, string(got.Payload), "packet %d", i)
+	}
+	assert.Equal(t, uint32(8), f.lastRx.Load(), "device role echoes tx_seq")
+	_, err := f.ReadPacket()
+	assert.ErrorIs(t, err, io.EOF)
+
+	truncated := packet(t, 1, Header{Protocol: ProtoVersion}, make([]byte, 12))[:15]
+	f = NewFramer(io.Discard, &transferReader{chunkReader{chunks: [][]byte{truncated}}}, FramerConfig{})
+	_, err = f.ReadPacket()
+	assert.ErrorIs(t, err, io.ErrUnexpectedEOF)
+
+	huge := AppendHeader(nil, Header{Protocol: ProtoTCP, Length: MaxDevicePacket + 1}, 2)
+	f = NewFramer(io.Discard, &transferReader{chunkReader{chunks: [][]byte{huge}}}, FramerConfig{})
+	f.SetVersion(2)
+	_, err = f.ReadPacket()
+	assert.ErrorIs(t, err, ErrTooLarge)
+}

@@ -90,10 +90,8 @@ func listVersions(e *env, dir, udid string, prune int, asJSON bool) error {
 		for _, v := range vs {
 			j := versionJSON{UDID: u, ID: v.ID, Current: v.Current, Unmanaged: v.Unmanaged, Path: v.Path(u)}
 			if v.Record != nil {
-				j.Full, j.Verified, j.Files = v.Record.FullBackup, v.Record.Verified, len(v.Record.Files)
-				for _, f := range v.Record.Files {
-					j.Bytes += f.Size
-				}
+				j.Full, j.Verified = v.Record.FullBackup, v.Record.Verified
+				j.Files, j.Bytes = int(v.Record.Count), v.Record.Bytes
 			}
 			out = append(out, j)
 		}

@@ -123,6 +123,10 @@ func TestEndToEnd(t *testing.T) {
 	require.Len(t, vs, 2)
 	assert.True(t, vs[1].Current)
 	assert.True(t, vs[1].Verified)
+	for _, v := range vs {
+		assert.Positive(t, v.Files, "version %s lists its files", v.ID)
+		assert.Positive(t, v.Bytes, "version %s counts its bytes", v.ID)
+	}
 
 	// Restore puts the backup back: the removed file returns.
 	added := filepath.Join(files, "HomeDomain", "Library", "added.txt")

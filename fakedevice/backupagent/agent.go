@@ -6,6 +6,13 @@
 // Manifest.db, checks the host's directory at the end (205 when it lies),
 // and injects faults on request.
 //
+// An incremental backup costs what changed plus the manifest, as on a
+// device: the new Manifest.db is the previous one with the changed rows
+// applied in one transaction, and with a Cache (the device's per-backup
+// cache keyed by the Status UUID, §4.1) files whose lstat identity is
+// unchanged are neither decoded from the old manifest nor read again.
+// Content digests are computed while files are sent.
+//
 // When the phone's backup password is set (Encryption) its backups are
 // encrypted like a real phone's (§6): a keybag of both KDF generations,
 // per-file keys wrapped with class keys, AES-256-CBC content and, from iOS
@@ -19,7 +26,6 @@
 package backupagent
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -74,6 +80,10 @@ type Config struct {
 	// setting is made from BackupPassword with device-default KDF rounds,
 	// and ChangePassword is refused (error 1: nothing could keep the change).
 	Encryption *Encryption
+	// Cache is the phone's backup cache, shared by all sessions of the
+	// phone (see NewCache; nil = none: every incremental backup decodes the
+	// host's Manifest.db and re-reads unchanged files to compare digests).
+	Cache *Cache
 	// BackupPassword is the phone's backup password when Encryption is nil
 	// ("" = backups are not encrypted).
 	BackupPassword string
@@ -304,53 +314,4 @@ func (a *agent) readStatus() (*devicelink.Status, error) {
 		return nil, fmt.Errorf("backupagent: %w", err)
 	}
 	return st, nil
-}
-
-// download asks the host for files (DLMessageDownloadFiles, §3.2). Small
-// files come back in memory; names ending in ".db" go to a file in WorkDir.
-// A missing file is absent from the result.
-func (a *agent) download(paths ...string) (map[string][]byte, error) {
-	list := make([]any, len(paths))
-	for i, p := range paths {
-		list[i] = p
-	}
-	if err := a.dl.Write(devicelink.MsgDownloadFiles, list, map[string]any{}, a.pct, uint64(0)); err != nil {
-		return nil, fmt.Errorf("backupagent: %w", err)
-	}
-	r := a.dl.Stream()
-	out := map[string][]byte{}
-	for {
-		name, end, err := devicelink.ReadName(r)
-		if err != nil {
-			return nil, fmt.Errorf("backupagent: %w", err)
-		}
-		if end {
-			break
-		}
-		var buf bytes.Buffer
-		res, err := devicelink.ReceiveFile(r, &limitWriter{w: &buf, n: 1 << 30})
-		if err != nil {
-			return nil, fmt.Errorf("backupagent: %w", err)
-		}
-		if res.Code == devicelink.CodeSuccess && res.WriteErr == nil {
-			out[name] = buf.Bytes()
-		}
-	}
-	if _, err := a.readStatus(); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-type limitWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (l *limitWriter) Write(p []byte) (int, error) {
-	if int64(len(p)) > l.n {
-		return 0, errors.New("backupagent: downloaded file too large")
-	}
-	l.n -= int64(len(p))
-	return l.w.Write(p)
 }

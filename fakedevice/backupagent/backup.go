@@ -3,10 +3,12 @@ package backupagent
 import (
 	"bytes"
 	"crypto/rand"
+	"errors"
 	"fmt"
-	"path"
+	"log/slog"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/ibackup/ibackup/mobilebackup2/backupfmt"
 	"github.com/ibackup/ibackup/mobilebackup2/devicelink"
@@ -32,6 +34,9 @@ type upFile struct {
 	key       []byte // per-file key: the content is sent encrypted (§6.4)
 	n         int    // content file number (0 for metadata)
 	size      int64
+	// file is the item's manifest row, whose Digest is set once it is sent
+	// (nil for metadata files).
+	file *backupfmt.MBFile
 }
 
 // backup runs the device side of a backup (§4.3, §9).
@@ -48,6 +53,7 @@ func (a *agent) backup(req map[string]any) error {
 		return err
 	}
 
+	clock := phaseClock{log: a.log, t: time.Now()}
 	// 1. Previous state (§4.2).
 	got, err := a.download(u + "/Status.plist")
 	if err != nil {
@@ -55,10 +61,13 @@ func (a *agent) backup(req map[string]any) error {
 	}
 	full := force
 	b, hadStatus := got[u+"/Status.plist"]
+	var prevUUID string
 	if !hadStatus {
 		full = true // "No status exists" → full backup
 	} else if st, err := backupfmt.ParseStatus(b); err != nil || st.Version != a.statusVersion() || !st.Finished() {
 		full = true // unsupported or unfinished: start over (resume is not simulated)
+	} else {
+		prevUUID = st.UUID
 	}
 	if c := a.cfg.Faults.FinalError; c != 0 {
 		return a.finish(int64(c), errorTexts[c])
@@ -66,58 +75,60 @@ func (a *agent) backup(req map[string]any) error {
 	if a.cfg.Faults.DeviceFull {
 		return a.finish(106, errSnapshotNoSpace)
 	}
-	var old map[string]*backupfmt.MBFile
+	var prev *previous
+	defer func() { prev.remove() }()
 	if !full {
-		got, err := a.download(u+"/Manifest.plist", u+"/"+a.manifestName())
+		prev, err = a.previousBackup(u, prevUUID, cr)
+		if errors.Is(err, errZeroManifest) {
+			return a.finish(205, "Error reading backup properties: Cannot parse a NULL or zero-length data") // pitfall 5
+		}
 		if err != nil {
 			return err
 		}
-		if b, ok := got[u+"/Manifest.plist"]; ok && len(b) == 0 {
-			return a.finish(205, "Error reading backup properties: Cannot parse a NULL or zero-length data") // pitfall 5
-		}
-		// A changed password or encryption setting makes the next backup
-		// full ("Password has changed. Performing full backup…", §6.5).
-		oldMF, perr := backupfmt.ParseManifest(got[u+"/Manifest.plist"])
-		db := got[u+"/"+a.manifestName()]
-		if perr == nil && sameEncryption(oldMF, cr) && cr != nil {
-			db, perr = cr.decryptDB(db, oldMF.ManifestKey)
-		}
-		if perr == nil && sameEncryption(oldMF, cr) {
-			old, err = a.readManifest(db)
-		}
-		if perr != nil || err != nil || !sameEncryption(oldMF, cr) {
-			full, old = true, nil
-		}
+		full = prev == nil
 	}
 
-	// 2. What to send.
-	items, err := scan(a.cfg.ContentDir, !a.cfg.NoDigest)
+	clock.done("previous state")
+	// 2. What to send: new files, and files whose lstat identity or
+	// content differs from the previous backup's row.
+	scanned := time.Now()
+	items, err := scan(a.cfg.ContentDir)
 	if err != nil {
 		return err
 	}
 	var uploads []upFile
+	var removals []string
 	var need int64
-	present := map[string]bool{}
-	n := 0
+	found, n := 0, 0
 	for i := range items {
 		it := &items[i]
+		if prev != nil {
+			if it.prev = prev.rows[it.rec.FileID]; it.prev != nil {
+				found++
+			}
+		}
 		if it.rec.Type() != backupfmt.FlagFile {
+			if o := it.prev; o != nil && o.file != nil && o.file.Type() == backupfmt.FlagFile {
+				removals = append(removals, a.contentFile(u, it.rec.FileID)) // a file became a directory
+			}
 			continue
 		}
-		present[it.rec.FileID] = true
-		if o := old[it.rec.FileID]; !full && !changed(o, it.rec.File) {
-			if cr == nil {
-				continue
-			}
-			if len(o.EncryptionKey) == keybag.WrappedKeyLen {
-				it.rec.File.EncryptionKey = o.EncryptionKey // the stored file keeps its key
-				continue
+		if !full {
+			o := it.prev
+			if a.unchanged(it, o, prev) {
+				if cr == nil {
+					continue
+				}
+				if len(o.file.EncryptionKey) == keybag.WrappedKeyLen {
+					it.rec.File.EncryptionKey = o.file.EncryptionKey // the stored file keeps its key
+					continue
+				}
 			}
 		}
 		n++
 		id := it.rec.FileID
 		up := upFile{dev: "/var/mobile/" + it.rec.Domain + "/" + it.rec.RelativePath,
-			host: a.contentFile(snap, id), src: it.path, n: n, size: it.rec.File.Size}
+			host: a.contentFile(snap, id), src: it.path, n: n, size: it.rec.File.Size, file: it.rec.File}
 		if cr != nil {
 			// Per-file key wrapped with the class key (§6.4).
 			key, wrapped, err := cr.newFileKey(it.rec.File.ProtectionClass)
@@ -128,19 +139,16 @@ func (a *agent) backup(req map[string]any) error {
 		}
 		uploads = append(uploads, up)
 		need += up.size
-		if n == a.cfg.Faults.WrongDigestFile {
-			d := sha1Sum([]byte("wrong"))
-			it.rec.File.Digest = d
-		}
 	}
-	var removals []string
-	for id, f := range old {
-		if f.Type() == backupfmt.FlagFile && !present[id] {
+	gone := prev.gone(items, found)
+	for _, id := range gone {
+		if o := prev.rows[id]; o.file != nil && o.file.Type() == backupfmt.FlagFile {
 			removals = append(removals, a.contentFile(u, id))
 		}
 	}
 	sort.Strings(removals)
 
+	clock.done("scan")
 	// 3. Free space (§4.2 step 4).
 	if !a.cfg.Faults.IgnoreFreeSpace {
 		ok, err := a.enoughSpace(need + a.cfg.SpaceMargin)
@@ -188,10 +196,12 @@ func (a *agent) backup(req map[string]any) error {
 			return a.finish(100, fmt.Sprintf("%s (%d)", st.Description, st.Code))
 		}
 	}
-	dbBytes, err := a.writeManifest(items)
+	clock.done("upload content")
+	dbBytes, err := a.writeManifest(items, prev, gone)
 	if err != nil {
 		return err
 	}
+	plainDB := dbBytes
 	var manifestKey []byte
 	if cr != nil && cr.manifest {
 		if dbBytes, manifestKey, err = cr.encryptDB(dbBytes); err != nil {
@@ -214,6 +224,7 @@ func (a *agent) backup(req map[string]any) error {
 		return err
 	}
 
+	clock.done("manifest")
 	// 6. Commit (§4.3 steps 11–14).
 	a.pct = 85
 	for i := 0; i < len(uploads); i += a.cfg.BatchSize {
@@ -237,7 +248,7 @@ func (a *agent) backup(req map[string]any) error {
 	}
 	if full && hadStatus {
 		// A full backup over an earlier one: drop files it no longer has.
-		stale, err := a.staleFiles(u, present)
+		stale, err := a.staleFiles(u, items)
 		if err != nil {
 			return err
 		}
@@ -259,14 +270,33 @@ func (a *agent) backup(req map[string]any) error {
 	if len(failed) > 0 {
 		return a.finish(104, errorTexts[104]) // pitfall 12
 	}
+	clock.done("commit")
 	// 7. Verification of the host's directory (§4.3 step 16).
 	a.pct = 95
-	if ok, err := a.checkHost(u, items, dbBytes); err != nil {
+	if ok, err := a.checkHost(u, items, dbBytes, &clock); err != nil {
 		return err
 	} else if !ok {
 		return a.finish(205, errorTexts[205])
 	}
-	return a.finish(0, "")
+	clock.done("verify")
+	if err := a.finish(0, ""); err != nil {
+		return err
+	}
+	// Remembered once the host has the result: the host does not wait for it.
+	a.cfg.Cache.remember(status.UUID, a.cfg.ContentDir, plainDB, scanned, items)
+	return nil
+}
+
+// phaseClock logs how long each step of a backup took (debug level).
+type phaseClock struct {
+	log *slog.Logger
+	t   time.Time
+}
+
+func (c *phaseClock) done(phase string) {
+	now := time.Now()
+	c.log.Debug("backupagent: backup step", "step", phase, "took", now.Sub(c.t))
+	c.t = now
 }
 
 func (a *agent) expectOK(name string, args ...any) error {
@@ -340,7 +370,13 @@ func newUUID() string {
 
 // staleFiles lists the host's prefix dirs and returns content files that
 // are not part of this (full) backup.
-func (a *agent) staleFiles(u string, present map[string]bool) ([]string, error) {
+func (a *agent) staleFiles(u string, items []item) ([]string, error) {
+	present := make(map[string]bool, len(items))
+	for i := range items {
+		if items[i].rec.Type() == backupfmt.FlagFile {
+			present[items[i].rec.FileID] = true
+		}
+	}
 	var out []string
 	for _, d := range a.contentDirs(u) {
 		names, err := a.list(d)
@@ -376,31 +412,48 @@ func (a *agent) list(dir string) (map[string]int64, error) {
 }
 
 // checkHost re-reads the metadata and lists the prefix dirs; every content
-// file of the manifest must be there (§4.3 step 16).
-func (a *agent) checkHost(u string, items []item, db []byte) (bool, error) {
-	got, err := a.download(u+"/Status.plist", u+"/Manifest.plist", u+"/"+a.manifestName())
+// file of the manifest must be there (§4.3 step 16). The manifest is
+// compared as it streams in.
+func (a *agent) checkHost(u string, items []item, db []byte, clock *phaseClock) (bool, error) {
+	meta := map[string]*chunkBuffer{}
+	mdb := &matchWriter{want: db}
+	err := a.downloadTo(func(name string) downloadSink {
+		if name == u+"/"+a.manifestName() {
+			return mdb
+		}
+		b := &chunkBuffer{limit: maxDownload}
+		meta[name] = b
+		return b
+	}, u+"/Status.plist", u+"/Manifest.plist", u+"/"+a.manifestName())
 	if err != nil {
 		return false, err
 	}
-	if !bytes.Equal(got[u+"/"+a.manifestName()], db) || len(got[u+"/Manifest.plist"]) == 0 || len(got[u+"/Status.plist"]) == 0 {
+	clock.done("verify: metadata")
+	for _, n := range []string{u + "/Status.plist", u + "/Manifest.plist"} {
+		if b := meta[n]; b == nil || !b.ok || b.n == 0 {
+			return false, nil
+		}
+	}
+	if !mdb.matched() {
 		return false, nil
 	}
 	if _, err := a.list(u); err != nil {
 		return false, err
 	}
-	listed := map[string]map[string]int64{}
-	for _, it := range items {
+	// items are sorted by fileID, so each prefix dir is listed once, in turn.
+	var dir string
+	var names map[string]int64
+	for i := range items {
+		it := &items[i]
 		if it.rec.Type() != backupfmt.FlagFile {
 			continue
 		}
 		id := it.rec.FileID
-		dir := path.Dir(a.contentFile(u, id))
-		names, ok := listed[dir]
-		if !ok {
-			if names, err = a.list(dir); err != nil {
+		if d := a.contentDir(u, id); d != dir || names == nil {
+			if names, err = a.list(d); err != nil {
 				return false, err
 			}
-			listed[dir] = names
+			dir = d
 		}
 		if _, ok := names[id]; !ok {
 			return false, nil

@@ -69,6 +69,15 @@ func (a *agent) contentFile(base, fileID string) string {
 	return contentPath(base, fileID, a.cfg.MBDB)
 }
 
+// contentDir is the directory of a content file under base (contentPath
+// without the name).
+func (a *agent) contentDir(base, fileID string) string {
+	if a.cfg.MBDB || len(fileID) < 2 {
+		return base
+	}
+	return base + "/" + fileID[:2]
+}
+
 // layoutDirs are the directories a backup creates under base: base and its
 // 256 prefix folders, or only base in the flat layout (§4.3 steps 5–6).
 func (a *agent) layoutDirs(base string) []string {

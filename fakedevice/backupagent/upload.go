@@ -4,12 +4,13 @@ package backupagent
 // phone writes (§3.3, §4.3 steps 8–9, §5.4–5.5).
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/ibackup/ibackup/mobilebackup2/backupfmt"
 	"github.com/ibackup/ibackup/mobilebackup2/devicelink"
@@ -25,7 +26,10 @@ func (a *agent) upload(files []upFile) (*devicelink.Status, []string, error) {
 	if err := a.dl.Write(devicelink.MsgUploadFiles, map[string]any{}, a.pct, uint64(total)); err != nil {
 		return nil, nil, fmt.Errorf("backupagent: %w", err)
 	}
-	w := a.dl.Stream()
+	// Frames go out in whole TLS records (uploadBuffer is a multiple of
+	// 16 KiB): a 32 KiB data frame written alone became two full records and
+	// a 5-byte one, each its own mux packet.
+	w := bufio.NewWriterSize(a.dl.Stream(), uploadBuffer)
 	var remote []string
 	for _, f := range files {
 		if f.n > 0 && a.cfg.Faults.OnFile != nil {
@@ -37,7 +41,11 @@ func (a *agent) upload(files []upFile) (*devicelink.Status, []string, error) {
 		if err := devicelink.WriteName(w, f.host); err != nil {
 			return nil, nil, fmt.Errorf("backupagent: %w", err)
 		}
-		r, closeFn, err := f.open()
+		h, err := a.digester(f)
+		if err != nil {
+			return nil, nil, err
+		}
+		r, closeFn, err := f.open(h)
 		if err != nil {
 			// The file vanished or is unreadable: what a phone does.
 			if err := devicelink.WriteFrame(w, devicelink.CodeErrorRemote, []byte(err.Error())); err != nil {
@@ -53,8 +61,12 @@ func (a *agent) upload(files []upFile) (*devicelink.Status, []string, error) {
 		} else if err != nil {
 			return nil, nil, err
 		}
+		a.setDigest(f, h)
 	}
 	if err := devicelink.WriteEnd(w); err != nil {
+		return nil, nil, fmt.Errorf("backupagent: %w", err)
+	}
+	if err := w.Flush(); err != nil {
 		return nil, nil, fmt.Errorf("backupagent: %w", err)
 	}
 	st, err := a.readStatus()
@@ -63,14 +75,19 @@ func (a *agent) upload(files []upFile) (*devicelink.Status, []string, error) {
 
 var errRemote = errors.New("remote error sent")
 
+// uploadBuffer is the write buffer of an UploadFiles stream: four full TLS
+// records.
+const uploadBuffer = 64 << 10
+
 // sendContent sends one file with the configured faults.
-func (a *agent) sendContent(w io.Writer, f upFile, r io.Reader) error {
+func (a *agent) sendContent(w *bufio.Writer, f upFile, r io.Reader) error {
 	fl := a.cfg.Faults
 	switch {
 	case f.n > 0 && f.n == fl.DropMidFile:
 		half := make([]byte, max(f.size/2, 1))
 		k, _ := io.ReadFull(r, half)
 		_ = devicelink.WriteFrame(w, devicelink.CodeFileData, half[:k])
+		_ = w.Flush() // the host sees the first half, then the link drops
 		a.conn.Close()
 		return errDropped
 	case f.n > 0 && f.n == fl.RemoteErrorFile:
@@ -92,7 +109,40 @@ func (a *agent) sendContent(w io.Writer, f upFile, r io.Reader) error {
 	return nil
 }
 
-func (f upFile) open() (io.Reader, func(), error) {
+// digester returns the hash to feed with a content file's plaintext while
+// it is sent, or nil when its digest is not needed or was taken already.
+// Files that a fault sends incompletely are hashed whole beforehand, so the
+// manifest records the file's true digest (§5.5).
+func (a *agent) digester(f upFile) (hash.Hash, error) {
+	if f.file == nil || a.cfg.NoDigest {
+		return nil, nil
+	}
+	if fl := a.cfg.Faults; f.n == fl.TruncateFile || f.n == fl.RemoteErrorFile || f.n == fl.DropMidFile {
+		d, err := sha1File(f.src)
+		if err == nil {
+			f.file.Digest = d
+		}
+		return nil, nil
+	}
+	return newSHA1(), nil
+}
+
+// setDigest records the digest of a sent content file (and the
+// WrongDigestFile fault).
+func (a *agent) setDigest(f upFile, h hash.Hash) {
+	if f.file == nil {
+		return
+	}
+	if h != nil {
+		f.file.Digest = h.Sum(nil)
+	}
+	if f.n == a.cfg.Faults.WrongDigestFile {
+		f.file.Digest = sha1Sum([]byte("wrong"))
+	}
+}
+
+// open returns the bytes to send; h, when set, sees the plaintext.
+func (f upFile) open(h hash.Hash) (io.Reader, func(), error) {
 	if f.src == "" {
 		return bytes.NewReader(f.data), func() {}, nil
 	}
@@ -100,78 +150,19 @@ func (f upFile) open() (io.Reader, func(), error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if f.key == nil {
-		return fh, func() { fh.Close() }, nil
+	var src io.Reader = fh
+	if h != nil {
+		src = io.TeeReader(fh, h)
 	}
-	r, err := newEncryptReader(fh, f.key)
+	if f.key == nil {
+		return src, func() { fh.Close() }, nil
+	}
+	r, err := newEncryptReader(src, f.key)
 	if err != nil {
 		fh.Close()
 		return nil, nil, err
 	}
 	return r, func() { fh.Close() }, nil
-}
-
-// readManifest opens downloaded Manifest.db bytes and returns fileID → MBFile.
-func (a *agent) readManifest(b []byte) (map[string]*backupfmt.MBFile, error) {
-	if len(b) == 0 {
-		return nil, errors.New("backupagent: no Manifest.db")
-	}
-	if isMBDB(b) {
-		rows, err := decodeMBDB(b)
-		if err != nil {
-			return nil, err
-		}
-		out := map[string]*backupfmt.MBFile{}
-		for _, r := range rows {
-			out[r.FileID] = r.File
-		}
-		return out, nil
-	}
-	p := filepath.Join(a.cfg.WorkDir, "host-Manifest.db")
-	if err := os.WriteFile(p, b, 0o600); err != nil {
-		return nil, fmt.Errorf("backupagent: %w", err)
-	}
-	defer os.Remove(p)
-	db, err := backupfmt.OpenManifestDB(p)
-	if err != nil {
-		return nil, err
-	}
-	defer db.Close()
-	out := map[string]*backupfmt.MBFile{}
-	err = db.Each(func(r backupfmt.Record) error {
-		if r.File != nil {
-			out[r.FileID] = r.File
-		}
-		return nil
-	})
-	return out, err
-}
-
-// writeManifest builds Manifest.db for items and returns its bytes.
-func (a *agent) writeManifest(items []item) ([]byte, error) {
-	if a.cfg.MBDB {
-		return encodeMBDB(items)
-	}
-	p := filepath.Join(a.cfg.WorkDir, "Manifest.db")
-	w, err := backupfmt.CreateManifestDB(p)
-	if err != nil {
-		return nil, err
-	}
-	for _, it := range items {
-		if err := w.Add(it.rec); err != nil {
-			w.Abort()
-			return nil, err
-		}
-	}
-	if err := w.Close(); err != nil {
-		return nil, err
-	}
-	defer os.Remove(p)
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return nil, fmt.Errorf("backupagent: %w", err)
-	}
-	return b, nil
 }
 
 // manifestPlist builds Manifest.plist (§5.4); for an encrypted backup it

@@ -50,7 +50,7 @@ func (f *Faults) Drop() {
 	defer f.mu.Unlock()
 	f.dropped = true
 	for _, p := range []*pipe{f.toDevice, f.toHost} {
-		p.q, p.queued, p.held, p.holding = nil, 0, nil, false
+		p.q, p.head, p.off, p.queued, p.held, p.holding = nil, 0, 0, 0, nil, false
 	}
 	f.broadcastLocked()
 }

@@ -57,7 +57,9 @@ func (d Direction) String() string {
 type pipe struct {
 	f         *Faults
 	dir       Direction
-	q         [][]byte
+	q         []*xfer // q[head:] are queued
+	head      int
+	off       int // bytes of q[head] already read
 	queued    int
 	limit     int
 	readable  *sync.Cond // signalled when q gains data or state changes
@@ -70,7 +72,7 @@ type pipe struct {
 	transfers int64
 	dupNext   bool
 	reorder   bool
-	held      []byte
+	held      *xfer
 	holding   bool
 }
 
@@ -79,7 +81,8 @@ type end struct {
 	f      *Faults
 	name   string
 	rx, tx *pipe
-	closed bool // guarded by f.mu
+	closed bool  // guarded by f.mu
+	lent   *xfer // handed out by ReadTransfer; guarded by f.mu
 }
 
 // New returns the host end and the device end of a buffered link and the fault knobs.
@@ -107,28 +110,68 @@ func (e *end) Read(p []byte) (int, error) {
 	f := e.f
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	e.releaseLent()
 	for {
 		switch {
 		case f.dropped:
 			return 0, ErrDropped
 		case e.closed:
 			return 0, ErrClosed
-		case len(e.rx.q) > 0 && !e.rx.stalled:
-			t := e.rx.q[0]
-			n := copy(p, t)
-			if n < len(t) {
-				e.rx.q[0] = t[n:]
-			} else {
-				e.rx.q[0] = nil
-				e.rx.q = e.rx.q[1:]
+		case len(e.rx.q) > e.rx.head && !e.rx.stalled:
+			t := e.rx.q[e.rx.head]
+			n := copy(p, t.b[e.rx.off:])
+			if e.rx.off += n; e.rx.off == len(t.b) {
+				e.rx.pop()
+				t.release()
 			}
 			e.rx.queued -= n
 			e.rx.writable.Broadcast()
 			return n, nil
-		case e.rx.wclosed && len(e.rx.q) == 0:
+		case e.rx.wclosed && len(e.rx.q) == e.rx.head:
 			return 0, io.EOF
 		}
 		e.rx.readable.Wait()
+	}
+}
+
+// ReadTransfer is Read without the copy (usbmux.TransferReader): it returns up to max bytes of
+// the next transfer, valid until the next Read or ReadTransfer on this end.
+func (e *end) ReadTransfer(max int) ([]byte, error) {
+	f := e.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e.releaseLent()
+	for {
+		switch {
+		case f.dropped:
+			return nil, ErrDropped
+		case e.closed:
+			return nil, ErrClosed
+		case len(e.rx.q) > e.rx.head && !e.rx.stalled:
+			t := e.rx.q[e.rx.head]
+			b := t.b[e.rx.off:]
+			if len(b) > max {
+				b = b[:max]
+				e.rx.off += max
+			} else {
+				e.rx.pop()
+				e.lent = t // recycled at the next read, when b is no longer used
+			}
+			e.rx.queued -= len(b)
+			e.rx.writable.Broadcast()
+			return b, nil
+		case e.rx.wclosed && len(e.rx.q) == e.rx.head:
+			return nil, io.EOF
+		}
+		e.rx.readable.Wait()
+	}
+}
+
+// releaseLent recycles the transfer the last ReadTransfer handed out (f.mu held).
+func (e *end) releaseLent() {
+	if e.lent != nil {
+		e.lent.release()
+		e.lent = nil
 	}
 }
 
@@ -146,6 +189,11 @@ func (e *end) WriteBuffers(bufs [][]byte) (int, error) {
 	if err := e.f.bucket.take(n, e); err != nil {
 		return 0, err
 	}
+	// The copy is made before taking the lock both directions share.
+	t := newXfer(n)
+	for _, b := range bufs {
+		t.b = append(t.b, b...)
+	}
 	f := e.f
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -159,10 +207,6 @@ func (e *end) WriteBuffers(bufs [][]byte) (int, error) {
 		case tx.rclosed:
 			return 0, ErrPeerClosed
 		case tx.queued == 0 || tx.queued+n <= tx.limit:
-			t := make([]byte, 0, n)
-			for _, b := range bufs {
-				t = append(t, b...)
-			}
 			tx.push(t)
 			return n, nil
 		}
@@ -170,18 +214,87 @@ func (e *end) WriteBuffers(bufs [][]byte) (int, error) {
 	}
 }
 
+// xfer is one queued transfer. Buffers of the two common sizes (bare ACKs,
+// data packets up to the largest mux packet) are recycled once read, which
+// spares the allocation and zeroing of a buffer per transfer.
+type xfer struct{ b []byte }
+
+// Pooled transfer capacities.
+const (
+	smallXfer = 256
+	largeXfer = usbmux.MaxDevicePacket
+)
+
+var smallPool, largePool sync.Pool
+
+// newXfer returns an empty transfer with room for n bytes.
+func newXfer(n int) *xfer {
+	var pool *sync.Pool
+	switch {
+	case n <= smallXfer:
+		pool = &smallPool
+	case n <= largeXfer:
+		pool = &largePool
+	default:
+		return &xfer{b: make([]byte, 0, n)}
+	}
+	if t, ok := pool.Get().(*xfer); ok {
+		return t
+	}
+	if pool == &smallPool {
+		return &xfer{b: make([]byte, 0, smallXfer)}
+	}
+	return &xfer{b: make([]byte, 0, largeXfer)}
+}
+
+// release recycles a transfer that was read completely.
+func (t *xfer) release() {
+	switch cap(t.b) {
+	case smallXfer:
+		t.b = t.b[:0]
+		smallPool.Put(t)
+	case largeXfer:
+		t.b = t.b[:0]
+		largePool.Put(t)
+	}
+}
+
+// pop removes the transfer at the head of the queue (f.mu held). The queue
+// slice is reused: reset when empty, compacted when mostly consumed.
+func (tx *pipe) pop() {
+	tx.q[tx.head] = nil
+	tx.head++
+	tx.off = 0
+	switch {
+	case tx.head == len(tx.q):
+		tx.q, tx.head = tx.q[:0], 0
+	case tx.head >= 64 && 2*tx.head >= len(tx.q):
+		n := copy(tx.q, tx.q[tx.head:])
+		clear(tx.q[n:])
+		tx.q, tx.head = tx.q[:n], 0
+	}
+}
+
 // push applies corruption, duplication and reordering and queues t (f.mu held).
-func (tx *pipe) push(t []byte) {
-	if tx.corruptAt >= tx.written && tx.corruptAt < tx.written+int64(len(t)) {
-		t[tx.corruptAt-tx.written] ^= 0xFF
+func (tx *pipe) push(t *xfer) {
+	if tx.corruptAt >= tx.written && tx.corruptAt < tx.written+int64(len(t.b)) {
+		t.b[tx.corruptAt-tx.written] ^= 0xFF
 		tx.corruptAt = -1
 	}
-	tx.written += int64(len(t))
+	tx.written += int64(len(t.b))
 	tx.transfers++
-	out := [][]byte{t}
+	if !tx.dupNext && !tx.reorder && !tx.holding {
+		tx.q = append(tx.q, t)
+		tx.queued += len(t.b)
+		tx.readable.Broadcast()
+		return
+	}
+	out := []*xfer{t}
 	if tx.dupNext {
 		tx.dupNext = false
-		out = append(out, append([]byte(nil), t...))
+		d := newXfer(len(t.b))
+		d.b = append(d.b, t.b...)
+		out = append(out, d)
 	}
 	if tx.reorder {
 		tx.reorder, tx.holding, tx.held = false, true, t
@@ -194,7 +307,7 @@ func (tx *pipe) push(t []byte) {
 	}
 	for _, o := range out {
 		tx.q = append(tx.q, o)
-		tx.queued += len(o)
+		tx.queued += len(o.b)
 	}
 	tx.readable.Broadcast()
 }
@@ -214,7 +327,7 @@ func (e *end) Close() error {
 	if e.tx.holding { // a held (reordered) transfer is delivered rather than lost
 		e.tx.holding = false
 		e.tx.q = append(e.tx.q, e.tx.held)
-		e.tx.queued += len(e.tx.held)
+		e.tx.queued += len(e.tx.held.b)
 		e.tx.held = nil
 	}
 	f.broadcastLocked()

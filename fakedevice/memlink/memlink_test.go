@@ -1,6 +1,7 @@
 package memlink
 
 import (
+	"fmt"
 	"io"
 	"testing"
 	"testing/synctest"
@@ -207,4 +208,124 @@ func TestRateLimitInterruptedByDrop(t *testing.T) {
 		_ = host.Close()
 		_ = dev.Close()
 	})
+}
+
+// BenchmarkRateLimit writes back-to-back transfers through a link limited
+// to 40 MiB/s with an always-ready reader, and reports the achieved rate ÷
+// the limit for several transfer sizes: of the best round ("ratio", goal ≥
+// 0.98; like BenchmarkThroughput it filters out load from other processes,
+// which delays the simulator's own goroutines) and of all rounds
+// ("mean-ratio").
+func BenchmarkRateLimit(b *testing.B) {
+	const rate = 40 << 20
+	for _, size := range []int{60, 16 << 10, 32 << 10, 64 << 10} {
+		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
+			host, dev, f := New(Options{})
+			defer host.Close()
+			defer dev.Close()
+			f.RateLimit(rate)
+			buf := make([]byte, size)
+			total := int64(rate / 4) // a quarter of a second per round
+			if size < 1024 {
+				total /= 16
+			}
+			var moved int64
+			var took time.Duration
+			best := time.Duration(1 << 62)
+			b.ResetTimer()
+			for range b.N {
+				// Start each round on an idle bus: no credit carried over.
+				b.StopTimer()
+				time.Sleep(2 * lateSlack)
+				b.StartTimer()
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					rb := make([]byte, 128<<10)
+					for got := int64(0); got < total; {
+						n, err := host.Read(rb)
+						if err != nil {
+							return
+						}
+						got += int64(n)
+					}
+				}()
+				start := time.Now()
+				for sent := int64(0); sent < total; sent += int64(size) {
+					if _, err := dev.Write(buf); err != nil {
+						b.Fatal(err)
+					}
+				}
+				<-done
+				d := time.Since(start)
+				took += d
+				best = min(best, d)
+				moved += total
+			}
+			b.ReportMetric(float64(total)/best.Seconds()/rate, "ratio")
+			b.ReportMetric(float64(moved)/took.Seconds()/rate, "mean-ratio")
+		})
+	}
+}
+
+// TestTransfersRecycled: transfers of every size class keep their content
+// across partial reads, queue compaction and the reuse of read buffers.
+func TestTransfersRecycled(t *testing.T) {
+	host, dev, _ := New(Options{Buffer: 64 << 20})
+	defer host.Close()
+	defer dev.Close()
+	sizes := []int{0, 1, 36, smallXfer, smallXfer + 1, 16 << 10, largeXfer, largeXfer + 1}
+	for round := range 3 {
+		var want [][]byte
+		for i := range 150 {
+			b := make([]byte, sizes[i%len(sizes)])
+			for k := range b {
+				b[k] = byte(i + k + round)
+			}
+			want = append(want, b)
+			_, err := dev.Write(b)
+			require.NoError(t, err)
+		}
+		rb := make([]byte, 1000+round*30000)
+		for i, w := range want {
+			got := []byte{}
+			for first := true; first || len(got) < len(w); first = false {
+				n, err := host.Read(rb)
+				require.NoError(t, err)
+				got = append(got, rb[:n]...)
+			}
+			require.Equal(t, w, got, "transfer %d of round %d", i, round)
+		}
+	}
+}
+
+// TestReadTransfer: ReadTransfer lends transfers (or their first max bytes) in order, mixes
+// with Read, and reports ZLPs and the end like Read.
+func TestReadTransfer(t *testing.T) {
+	host, dev, _ := New(Options{})
+	for _, s := range []string{"abcdef", "", "ghi", "jkl"} {
+		_, err := dev.Write([]byte(s))
+		require.NoError(t, err)
+	}
+	tr := host.(interface{ ReadTransfer(int) ([]byte, error) })
+	b, err := tr.ReadTransfer(4)
+	require.NoError(t, err)
+	assert.Equal(t, "abcd", string(b))
+	b, err = tr.ReadTransfer(100)
+	require.NoError(t, err)
+	assert.Equal(t, "ef", string(b))
+	b, err = tr.ReadTransfer(100)
+	require.NoError(t, err)
+	assert.Empty(t, b, "ZLP")
+	assert.Equal(t, "gh", string(read(t, host, 2)))
+	b, err = tr.ReadTransfer(100)
+	require.NoError(t, err)
+	assert.Equal(t, "i", string(b))
+	b, err = tr.ReadTransfer(100)
+	require.NoError(t, err)
+	assert.Equal(t, "jkl", string(b))
+	require.NoError(t, dev.Close())
+	_, err = tr.ReadTransfer(100)
+	assert.ErrorIs(t, err, io.EOF)
+	require.NoError(t, host.Close())
 }

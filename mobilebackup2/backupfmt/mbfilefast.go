@@ -3,6 +3,7 @@ package backupfmt
 import (
 	"encoding/binary"
 	"math"
+	"sync"
 	"unicode/utf16"
 )
 
@@ -38,8 +39,22 @@ func beUint(b []byte) uint64 {
 	return v
 }
 
+// bplistPool recycles parsers: a Manifest.db walk decodes one blob per row
+// and the object table was most of its allocations (issue 11).
+var bplistPool = sync.Pool{New: func() any { return new(bplist) }}
+
+// release returns p to the pool without references to its buffer.
+func (p *bplist) release() {
+	clear(p.objs)
+	p.buf, p.objs = nil, p.objs[:0]
+	if cap(p.objs) <= 1024 {
+		bplistPool.Put(p)
+	}
+}
+
 // parseBplist parses every object of a bplist00 buffer; ok=false on
-// anything it does not fully understand.
+// anything it does not fully understand. The parser comes from a pool:
+// release it when done.
 func parseBplist(buf []byte) (*bplist, int, bool) {
 	if len(buf) < 8+32 || string(buf[:8]) != "bplist00" {
 		return nil, 0, false
@@ -59,14 +74,22 @@ func parseBplist(buf []byte) (*bplist, int, bool) {
 		(refSize < 8 && num > uint64(1)<<(8*refSize)) || (offSize < 8 && uint64(1)<<(8*offSize) <= tableOff) {
 		return nil, 0, false
 	}
-	p := &bplist{buf: buf, refSize: refSize, objs: make([]bpObj, num)}
+	p := bplistPool.Get().(*bplist)
+	p.buf, p.refSize = buf, refSize
+	if uint64(cap(p.objs)) < num {
+		p.objs = make([]bpObj, num)
+	} else {
+		p.objs = p.objs[:num]
+	}
 	for i := uint64(0); i < num; i++ {
 		off := beUint(buf[tableOff+i*uint64(offSize) : tableOff+(i+1)*uint64(offSize)])
 		if off < 8 || off >= tableOff {
+			p.release()
 			return nil, 0, false
 		}
 		o, ok := p.parseObj(int(off), int(tableOff), int(i), int(num))
 		if !ok {
+			p.release()
 			return nil, 0, false
 		}
 		p.objs[i] = o
@@ -201,6 +224,29 @@ func (p *bplist) str(i int) (string, bool) {
 	return "", false
 }
 
+// knownKeys interns the dictionary keys of an MBFile archive so reading
+// them allocates nothing (one blob per Manifest.db row, issue 11).
+var knownKeys = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{"$class", "$objects", "$top", "$archiver", "$version", "root", "NS.data", "NS.string",
+		"NS.keys", "NS.objects", "$classname", "$classes", "Birth", "Digest", "EncryptionKey", "ExtendedAttributes",
+		"Flags", "GroupID", "InodeNumber", "LastModified", "LastStatusChange", "Mode", "ProtectionClass",
+		"RelativePath", "Target", "Size", "UserID"} {
+		m[k] = k
+	}
+	return m
+}()
+
+// key is str for a dictionary key, interning the known ones.
+func (p *bplist) key(i int) (string, bool) {
+	if o := &p.objs[i]; o.marker == 0x50 {
+		if k, ok := knownKeys[string(o.b)]; ok {
+			return k, true
+		}
+	}
+	return p.str(i)
+}
+
 // dictGet calls fn for each key/value pair of dict object i.
 func (p *bplist) dictEach(i int, fn func(key string, val int) bool) bool {
 	o := &p.objs[i]
@@ -208,7 +254,7 @@ func (p *bplist) dictEach(i int, fn func(key string, val int) bool) bool {
 		return false
 	}
 	for k := 0; k < o.n; k++ {
-		key, ok := p.str(p.ref(o.refs, k))
+		key, ok := p.key(p.ref(o.refs, k))
 		if !ok || !fn(key, p.ref(o.refs, o.n+k)) {
 			return false
 		}
@@ -223,6 +269,7 @@ func decodeMBFileFast(blob []byte) (*MBFile, bool) {
 	if !ok {
 		return nil, false
 	}
+	defer p.release()
 	// Top dict: $objects (the object table) and $top.root (UID of the
 	// MBFile dict, default 1 as in the generic decoder).
 	objects, rootUID, haveTop := -1, uint64(1), false

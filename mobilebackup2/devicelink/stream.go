@@ -154,11 +154,19 @@ type FileResult struct {
 // (§3.3). Data is streamed in bounded chunks; after a dst failure the rest
 // of the file is drained and reported in FileResult.WriteErr. The returned
 // error is non-nil only for stream failures (the connection is unusable).
+//
+// When dst implements io.ReaderFrom, frame data is read straight into it
+// (no copy through an intermediate buffer, no allocation per frame);
+// its ReadFrom must read to io.EOF or fail.
 func ReceiveFile(r io.Reader, dst io.Writer) (FileResult, error) {
-	sink := &stickyWriter{w: dst}
-	var res FileResult
+	rf, _ := dst.(io.ReaderFrom)
+	var (
+		res  FileResult
+		werr error
+		buf  []byte // for a dst without ReadFrom and for draining; made once per file when needed
+		hdr  [5]byte
+	)
 	for {
-		var hdr [5]byte
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
 			return res, fmt.Errorf("devicelink: read frame header: %w", err)
 		}
@@ -172,22 +180,70 @@ func ReceiveFile(r io.Reader, dst io.Writer) (FileResult, error) {
 		payload := int64(n) - 1
 		switch code := Code(hdr[4]); code {
 		case CodeFileData:
-			m, err := io.CopyN(sink, r, payload)
-			res.Bytes += m
-			if err != nil {
-				return res, fmt.Errorf("devicelink: read frame data: %w", err)
+			fr := frameReader{r: r, n: payload}
+			if werr == nil && rf != nil {
+				if _, err := rf.ReadFrom(&fr); fr.err == nil && err != nil {
+					werr = err
+				}
+			}
+			for fr.err == nil && fr.n > 0 {
+				if buf == nil {
+					buf = make([]byte, min(FramePayload, max(fr.n, 512)))
+				}
+				k, _ := io.ReadFull(&fr, buf[:min(int64(len(buf)), fr.n)])
+				if werr == nil && k > 0 {
+					if _, err := dst.Write(buf[:k]); err != nil {
+						werr = err
+					}
+				}
+			}
+			res.Bytes += payload - fr.n
+			if fr.err != nil {
+				return res, fmt.Errorf("devicelink: read frame data: %w", fr.err)
 			}
 		case CodeSuccess, CodeErrorRemote, CodeErrorLocal:
 			msg, err := readText(r, payload)
 			if err != nil {
 				return res, err
 			}
-			res.Code, res.Message, res.WriteErr = code, msg, sink.err
+			res.Code, res.Message, res.WriteErr = code, msg, werr
 			return res, nil
 		default:
 			return res, fmt.Errorf("%w: unknown frame code %s", ErrProtocol, code)
 		}
 	}
+}
+
+// frameReader reads the n data bytes of one frame from r and then reports
+// io.EOF. A failure of r before the frame's end is kept in err (with
+// io.ErrUnexpectedEOF for a plain EOF): it breaks the stream, unlike an
+// error of the destination.
+type frameReader struct {
+	r   io.Reader
+	n   int64
+	err error
+}
+
+func (f *frameReader) Read(p []byte) (int, error) {
+	if f.err != nil {
+		return 0, f.err
+	}
+	if f.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > f.n {
+		p = p[:f.n]
+	}
+	k, err := f.r.Read(p)
+	f.n -= int64(k)
+	if err != nil && f.n > 0 {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		f.err = err
+		return k, err
+	}
+	return k, nil
 }
 
 // readText reads an n-byte error text, keeping at most maxErrorText bytes.
@@ -203,19 +259,4 @@ func readText(r io.Reader, n int64) (string, error) {
 		}
 	}
 	return string(b), nil
-}
-
-// stickyWriter forwards to w until the first error, then discards.
-type stickyWriter struct {
-	w   io.Writer
-	err error
-}
-
-func (s *stickyWriter) Write(p []byte) (int, error) {
-	if s.err == nil {
-		if _, err := s.w.Write(p); err != nil {
-			s.err = err
-		}
-	}
-	return len(p), nil
 }

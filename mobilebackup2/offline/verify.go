@@ -15,6 +15,7 @@ import (
 	"sync"
 
 	"github.com/ibackup/ibackup/mobilebackup2/backupfmt"
+	"github.com/ibackup/ibackup/mobilebackup2/snapshot"
 )
 
 // VerifyOptions configure Verify.
@@ -34,7 +35,8 @@ type VerifyOptions struct {
 type verifier struct {
 	b      *Backup
 	rep    *Report
-	hr     optionalRecord
+	hr     HashRecord // nil: none
+	look   *sumLookup
 	mu     sync.Mutex // guards rep.Problems, rep.Bytes, rep.Checked
 	onDisk [][20]byte // sorted fileIDs of stored content files
 	seen   []bool     // parallel to onDisk
@@ -65,7 +67,7 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 	if hr == nil && !opts.NoHashRecord {
 		hr = findHashRecord(b.Dir)
 	}
-	v := &verifier{b: b, rep: rep, hr: optionalRecord{hr}}
+	v := &verifier{b: b, rep: rep, hr: hr, look: &sumLookup{hr: hr}}
 	rep.UsedHashRecord = hr != nil
 	v.checkMetadata()
 	if err := v.listDisk(); err != nil {
@@ -79,19 +81,28 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 	if workers <= 0 {
 		workers = min(max(runtime.GOMAXPROCS(0), 2), 4)
 	}
-	jobs := make(chan backupfmt.Record, 64)
+	jobs := make(chan job, 64)
 	var wg sync.WaitGroup
 	for i := 0; i < workers; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			buf := make([]byte, contentBufSize)
-			for rec := range jobs {
-				v.checkContent(rec, buf)
+			for j := range jobs {
+				v.checkContent(j, buf)
 			}
 		}()
 	}
-	iterErr := b.Each(func(rec backupfmt.Record) error {
+	each := b.Each
+	if rs, ok := hr.(*recordSums); ok && b.db != nil {
+		// Stream the record beside the manifest read in fileID order
+		// (content paths <xx>/<fileID> sort the same way).
+		if cur, err := rs.r.NewCursor(); err == nil {
+			v.look = &sumLookup{cur: cur}
+			each = b.db.EachByFileID
+		}
+	}
+	iterErr := each(func(rec backupfmt.Record) error {
 		v.checkRecord(rec, jobs)
 		return nil
 	})
@@ -99,6 +110,9 @@ func Verify(dir string, opts VerifyOptions) (*Report, error) {
 	wg.Wait()
 	if iterErr != nil {
 		v.add(Problem{Kind: KindManifest, Path: string(b.Format), Detail: iterErr.Error()})
+	}
+	if err := v.look.close(); err != nil {
+		v.add(Problem{Kind: KindMetadata, Path: snapshot.RecordName, Detail: "verification record unreadable: " + err.Error()})
 	}
 	v.reportOrphans()
 	sortProblems(rep.Problems)
@@ -163,18 +177,23 @@ func (v *verifier) checkMetadata() {
 	if b.Manifest != nil && !b.Manifest.IsEncrypted && b.Format == FormatManifestDB && !isPlainSQLite(filepath.Join(b.Dir, ManifestDB)) {
 		v.add(Problem{Kind: KindInconsistent, Path: ManifestDB, Detail: "Manifest.plist says not encrypted but Manifest.db is not plain SQLite"})
 	}
-	if v.hr.HashRecord != nil {
-		for _, name := range []string{InfoPlist, StatusPlist, ManifestPlist, ManifestDB, ManifestMBDB} {
-			if _, _, ok := v.hr.Sum(name); ok {
-				v.checkStored(name, filepath.Join(b.Dir, name), Problem{Path: name})
+	if v.hr != nil {
+		names := []string{InfoPlist, StatusPlist, ManifestPlist, ManifestDB, ManifestMBDB}
+		sums, err := sumsOf(v.hr, names)
+		if err != nil {
+			v.add(Problem{Kind: KindMetadata, Path: snapshot.RecordName, Detail: "verification record unreadable: " + err.Error()})
+		}
+		for _, name := range names {
+			if s := sums[name]; s.ok {
+				v.checkStored(s, filepath.Join(b.Dir, name), Problem{Path: name})
 			}
 		}
 	}
 }
 
 // checkStored compares a metadata file with the hash record.
-func (v *verifier) checkStored(rel, path string, p Problem) {
-	size, want, _ := v.hr.Sum(rel)
+func (v *verifier) checkStored(s recSum, path string, p Problem) {
+	size, want := s.size, s.sha1
 	f, err := os.Open(path)
 	if err != nil {
 		p.Kind, p.Detail = KindMissing, err.Error()
@@ -258,7 +277,7 @@ func (v *verifier) stored(fileID string) bool {
 
 // checkRecord validates one manifest record and queues content checks.
 // It runs on the iterating goroutine only.
-func (v *verifier) checkRecord(rec backupfmt.Record, jobs chan<- backupfmt.Record) {
+func (v *verifier) checkRecord(rec backupfmt.Record, jobs chan<- job) {
 	rep := v.rep
 	rep.Records++
 	p := Problem{FileID: rec.FileID, Domain: rec.Domain, Path: rec.RelativePath}
@@ -304,7 +323,18 @@ func (v *verifier) checkRecord(rec backupfmt.Record, jobs chan<- backupfmt.Recor
 	if rec.File == nil {
 		return
 	}
-	jobs <- rec
+	hrel := rec.FileID
+	if v.b.Format == FormatManifestDB {
+		hrel = rec.FileID[:2] + "/" + rec.FileID
+	}
+	jobs <- job{rec: rec, sum: v.look.sum(hrel)}
+}
+
+// job is one stored file for a content worker, with what the hash record
+// says about it.
+type job struct {
+	rec backupfmt.Record
+	sum recSum
 }
 
 // checkDomain rejects domain names a device refuses on restore (format §5.6).

@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 
-	"github.com/ibackup/ibackup/mobilebackup2/backupfmt"
 	"github.com/ibackup/ibackup/mobilebackup2/keybag"
 )
 
@@ -27,7 +26,8 @@ const contentBufSize = keybag.DecryptBufferSize
 // it. Otherwise an encrypted file's size and padding come from its last
 // block alone (keybag.PlaintextSize): CBC has no MAC, so decrypting the
 // other blocks proves nothing more (format §6.4).
-func (v *verifier) checkContent(rec backupfmt.Record, buf []byte) {
+func (v *verifier) checkContent(j job, buf []byte) {
+	rec := j.rec
 	p := Problem{FileID: rec.FileID, Domain: rec.Domain, Path: rec.RelativePath, Expected: rec.File.Size}
 	path := v.b.ContentPath(rec.FileID)
 	f, err := os.Open(path)
@@ -37,11 +37,7 @@ func (v *verifier) checkContent(rec backupfmt.Record, buf []byte) {
 		return
 	}
 	defer f.Close()
-	hrel := rec.FileID
-	if v.b.Format == FormatManifestDB {
-		hrel = rec.FileID[:2] + "/" + rec.FileID
-	}
-	recSize, recSum, inRecord := v.hr.sumOf(hrel)
+	recSize, recSum, inRecord := j.sum.size, j.sum.sha1, j.sum.ok
 	hasDigest := len(rec.File.Digest) == sha1.Size
 	var storedHash hash.Hash
 	if inRecord || (hasDigest && !v.b.Encrypted) {

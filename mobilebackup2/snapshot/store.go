@@ -6,7 +6,7 @@
 //
 //	DIR/<UDID>                                 symlink → .ibackup/<UDID>/versions/<ID>/<UDID>
 //	DIR/.ibackup/<UDID>/versions/<ID>/<UDID>/   one complete backup (standard layout)
-//	DIR/.ibackup/<UDID>/versions/<ID>/ibackup-record.json   its verification record
+//	DIR/.ibackup/<UDID>/versions/<ID>/ibackup-record.txt    its verification record (format 1: .json)
 //	DIR/.ibackup/<UDID>/work-<ID>/              the run in progress (deleted on failure)
 //	DIR/.ibackup/<UDID>/lock                    flock held while a run is active
 //
@@ -183,7 +183,7 @@ func (s *Store) Versions() ([]Version, error) {
 			continue
 		}
 		v := Version{ID: e.Name(), Dir: filepath.Join(vdir, e.Name()), Current: e.Name() == cur}
-		if r, err := ReadRecord(filepath.Join(v.Dir, RecordName)); err == nil {
+		if r, _, err := ReadRecordIn(v.Dir); err == nil {
 			v.Record = r
 		}
 		out = append(out, v)

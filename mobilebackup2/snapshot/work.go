@@ -7,7 +7,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Work is one backup run's working copy. The phone sees Root() as the backup
@@ -85,7 +88,7 @@ func (w *Work) Commit(rec *Record) (Version, error) {
 	if rec.Created.IsZero() {
 		rec.Created = time.Now().UTC()
 	}
-	if err := writeRecord(filepath.Join(w.root, RecordName), rec); err != nil {
+	if err := w.writeRecord(rec); err != nil {
 		return Version{}, err
 	}
 	if err := syncDir(filepath.Join(w.root, s.udid)); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -97,6 +100,7 @@ func (w *Work) Commit(rec *Record) (Version, error) {
 		return Version{}, fmt.Errorf("snapshot: %w", err)
 	}
 	w.closed = true
+	rec.path, rec.Files = filepath.Join(dst, RecordName), nil
 	if err := syncDir(vdir); err != nil {
 		return Version{}, err
 	}
@@ -114,6 +118,57 @@ func (w *Work) Commit(rec *Record) (Version, error) {
 	}
 	return Version{ID: w.id, Dir: dst, Current: true, Record: rec}, nil
 }
+
+// writeRecord stores rec as the working copy's format 2 record: the
+// entries a RecordWriter already wrote (or rec.Files, for a small record
+// built in memory), then the header, fsync and rename.
+func (w *Work) writeRecord(rec *Record) error {
+	final := filepath.Join(w.root, RecordName)
+	if rec.path == "" {
+		rw, err := CreateRecord(PendingRecordPath(w.root))
+		if err != nil {
+			return err
+		}
+		if err := rec.Each(rw.Add); err != nil {
+			rw.Abort()
+			return err
+		}
+		r, err := rw.Finish(*rec)
+		if err != nil {
+			return err
+		}
+		rec.path, rec.Count, rec.Bytes = r.path, r.Count, r.Bytes
+	}
+	hdr, err := encodeHeader(rec)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(rec.path, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	if _, err := f.WriteAt(hdr, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("snapshot: record: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("snapshot: record: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("snapshot: record: %w", err)
+	}
+	if err := os.Rename(rec.path, final); err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	rec.path = final
+	return syncDir(w.root)
+}
+
+// PendingRecordPath returns where a run's record entries are written while
+// it is verified: inside the working directory root (Work.Root), beside
+// <UDID>/. Commit turns the file into the version's record.
+func PendingRecordPath(workRoot string) string { return filepath.Join(workRoot, RecordName+".part") }
 
 // adoptUnmanaged moves a plain DIR/<UDID> directory into the versions
 // directory. If the process dies between this rename and the symlink, Open
@@ -135,41 +190,132 @@ func (s *Store) adoptUnmanaged() error {
 }
 
 // linkTree recreates src at dst with directories copied, regular files hard
-// linked and symlinks copied as symlinks.
+// linked and symlinks copied as symlinks. It works on directory file
+// descriptors (openat/linkat/mkdirat with single names), so each file costs
+// one linkat without resolving its full path again (issue 11: an
+// incremental run of a million files).
 func linkTree(src, dst string) error {
-	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return fmt.Errorf("snapshot: %w", err)
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return fmt.Errorf("snapshot: %w", err)
-		}
-		target := filepath.Join(dst, rel)
-		switch t := d.Type(); {
+	if err := os.Mkdir(dst, 0o755); err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	sfd, err := unix.Open(src, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("snapshot: open %s: %w", src, err)
+	}
+	dfd, err := unix.Open(dst, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		unix.Close(sfd)
+		return fmt.Errorf("snapshot: open %s: %w", dst, err)
+	}
+	return linkDir(sfd, dfd, src, dst, linkWorkers)
+}
+
+// linkWorkers is how many directories linkTree fills at once: linkat is
+// kernel time spent per directory, and the content folders (<xx>/) are
+// independent.
+const linkWorkers = 4
+
+// linkDir links the entries of directory sfd (path src, for messages and
+// the copy fallback) into dfd; it closes both. With workers > 1 the
+// subdirectories are filled by that many goroutines.
+func linkDir(sfd, dfd int, src, dst string, workers int) error {
+	defer unix.Close(dfd)
+	defer unix.Close(sfd)
+	rfd, err := unix.Dup(sfd) // os.File takes ownership of what it is given
+	if err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	d := os.NewFile(uintptr(rfd), src)
+	ents, err := d.ReadDir(-1)
+	d.Close()
+	if err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	var sub []string
+	for _, e := range ents {
+		name := e.Name()
+		switch t := e.Type(); {
 		case t.IsDir():
-			if err := os.Mkdir(target, 0o755); err != nil {
-				return fmt.Errorf("snapshot: %w", err)
+			if err := unix.Mkdirat(dfd, name, 0o755); err != nil {
+				return fmt.Errorf("snapshot: mkdir %s: %w", filepath.Join(dst, name), err)
 			}
+			sub = append(sub, name)
 		case t.IsRegular():
-			if err := os.Link(p, target); err != nil {
+			if err := unix.Linkat(sfd, name, dfd, name, 0); err != nil {
 				// File systems without hard links (exFAT, some network
 				// shares): fall back to a copy, slower but just as safe.
-				if cerr := copyFile(p, target); cerr != nil {
+				if cerr := copyFile(filepath.Join(src, name), filepath.Join(dst, name)); cerr != nil {
 					return fmt.Errorf("snapshot: %w (copy: %w)", err, cerr)
 				}
 			}
 		case t&fs.ModeSymlink != 0:
-			l, err := os.Readlink(p)
+			l, err := os.Readlink(filepath.Join(src, name))
 			if err != nil {
 				return fmt.Errorf("snapshot: %w", err)
 			}
-			if err := os.Symlink(l, target); err != nil {
-				return fmt.Errorf("snapshot: %w", err)
+			if err := unix.Symlinkat(l, dfd, name); err != nil {
+				return fmt.Errorf("snapshot: symlink %s: %w", filepath.Join(dst, name), err)
+			}
+		}
+	}
+	return linkSubdirs(sfd, dfd, src, dst, sub, workers)
+}
+
+// linkSubdirs fills the already created subdirectories names of dfd from
+// sfd, on up to workers goroutines (the first error stops the rest).
+func linkSubdirs(sfd, dfd int, src, dst string, names []string, workers int) error {
+	one := func(name string) error {
+		cs, err := unix.Openat(sfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+		if err != nil {
+			return fmt.Errorf("snapshot: open %s: %w", filepath.Join(src, name), err)
+		}
+		cd, err := unix.Openat(dfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+		if err != nil {
+			unix.Close(cs)
+			return fmt.Errorf("snapshot: open %s: %w", filepath.Join(dst, name), err)
+		}
+		return linkDir(cs, cd, filepath.Join(src, name), filepath.Join(dst, name), 1)
+	}
+	if workers <= 1 || len(names) < 2 {
+		for _, n := range names {
+			if err := one(n); err != nil {
+				return err
 			}
 		}
 		return nil
-	})
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		next int
+		ferr error
+	)
+	for range min(workers, len(names)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				if ferr != nil || next == len(names) {
+					mu.Unlock()
+					return
+				}
+				n := names[next]
+				next++
+				mu.Unlock()
+				if err := one(n); err != nil {
+					mu.Lock()
+					if ferr == nil {
+						ferr = err
+					}
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return ferr
 }
 
 // copyFile copies a regular file's bytes and mode into a new file.

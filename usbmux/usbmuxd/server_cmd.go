@@ -341,18 +341,33 @@ func (s *Server) splice(c *client, dev net.Conn) error {
 	// small headers the device wrote in one piece stay in one piece (M-b3).
 	_ = c.conn.SetDeadline(time.Time{})
 	done := make(chan struct{}, 2)
-	cp := func(dst, src net.Conn) {
-		_, _ = io.Copy(dst, src)
+	cp := func(dst, src net.Conn, size int) {
+		// An explicit buffer: a TCP socket's ReadFrom/WriteTo, and io.Copy
+		// itself, copy through a 32 KiB one, a system call per 32 KiB.
+		_, _ = io.CopyBuffer(writerOnly{dst}, readerOnly{src}, make([]byte, size))
 		done <- struct{}{}
 	}
-	go cp(dev, c.conn)
-	go cp(c.conn, dev)
+	go cp(dev, c.conn, spliceToDevice)
+	go cp(c.conn, dev, spliceToClient)
 	<-done
 	c.conn.Close()
 	dev.Close()
 	<-done
 	return nil
 }
+
+// Relay buffer sizes: a backup streams device → client, where one read may
+// return everything the mux connection holds (its 256 KiB receive buffer).
+const (
+	spliceToClient = 256 << 10
+	spliceToDevice = 64 << 10
+)
+
+// writerOnly hides every method of a writer but Write.
+type writerOnly struct{ io.Writer }
+
+// readerOnly hides every method of a reader but Read.
+type readerOnly struct{ io.Reader }
 
 // startListen makes c a listener: it queues Attached for every visible
 // device and sends Result 0 before them.
