@@ -2,6 +2,7 @@ package backupagent_test
 
 import (
 	"context"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -163,12 +164,7 @@ func TestHostThatLies(t *testing.T) {
 			return
 		case devicelink.MsgDownloadFiles:
 			// Honest about having nothing: every file is missing.
-			for _, p := range m.Arg(0).([]any) {
-				require.NoError(t, devicelink.WriteName(h, p.(string)))
-				require.NoError(t, devicelink.WriteFrame(h, devicelink.CodeErrorLocal, []byte("No such file or directory")))
-			}
-			require.NoError(t, devicelink.WriteEnd(h))
-			require.NoError(t, dl.WriteStatus(devicelink.StatusMultiStatus, "Multi status", nil))
+			answerMissing(t, dl, h, m)
 		case devicelink.MsgUploadFiles:
 			for {
 				_, end, err := devicelink.ReadName(h)
@@ -205,4 +201,16 @@ func TestPurgeThen105(t *testing.T) {
 	require.ErrorAs(t, err, &de)
 	assert.Equal(t, int64(105), de.Code)
 	assert.Contains(t, de.Hint(), "free space")
+}
+
+// answerMissing answers a DownloadFiles request as a host that has none of
+// the files: one ERROR_LOCAL frame per file, then a multi-status (§3.2).
+func answerMissing(t *testing.T, dl *devicelink.Conn, h io.Writer, m *devicelink.Message) {
+	t.Helper()
+	for _, p := range m.Arg(0).([]any) {
+		require.NoError(t, devicelink.WriteName(h, p.(string)))
+		require.NoError(t, devicelink.WriteFrame(h, devicelink.CodeErrorLocal, []byte("No such file or directory")))
+	}
+	require.NoError(t, devicelink.WriteEnd(h))
+	require.NoError(t, dl.WriteStatus(devicelink.StatusMultiStatus, "Multi status", nil))
 }

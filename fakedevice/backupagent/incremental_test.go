@@ -134,12 +134,7 @@ func TestBatchesOf128(t *testing.T) {
 			assert.Equal(t, []int{128, 128, 44, 2}, moves)
 			return
 		case devicelink.MsgDownloadFiles:
-			for _, p := range m.Arg(0).([]any) {
-				require.NoError(t, devicelink.WriteName(h, p.(string)))
-				require.NoError(t, devicelink.WriteFrame(h, devicelink.CodeErrorLocal, []byte("No such file or directory")))
-			}
-			require.NoError(t, devicelink.WriteEnd(h))
-			require.NoError(t, dl.WriteStatus(devicelink.StatusMultiStatus, "Multi status", nil))
+			answerMissing(t, dl, h, m)
 		case devicelink.MsgUploadFiles:
 			n := 0
 			for ; ; n++ {
