@@ -66,6 +66,10 @@ func (v *verifier) sumTree(hdr snapshot.Record, m *manifestCheck) (*snapshot.Rec
 	err = walkFiles(top, func(dirfd int, rel, name string, st *unix.Stat_t) error {
 		e := snapshot.Entry{Path: rel, Ino: uint64(st.Ino), MtimeNs: st.Mtim.Nano()}
 		if r, ok := v.received.get(v.udid + "/" + rel); ok && r.hashed {
+			if st.Size != r.size { // a short write or a later change (checkReceived)
+				v.sizeProblems = append(v.sizeProblems, FileProblem{Path: v.udid + "/" + rel,
+					Problem: fmt.Sprintf("size on disk %d, received %d bytes", st.Size, r.size)})
+			}
 			e.Size, e.SHA1 = r.size, r.sum
 			return add(e)
 		}
