@@ -3,7 +3,6 @@ package mobilebackup2
 import (
 	"crypto/sha1"
 	"encoding/hex"
-	"sort"
 	"strings"
 )
 
@@ -184,12 +183,4 @@ func (t *recvTable) each(fn func(p string, r recvFile)) {
 	for p, r := range t.other {
 		fn(p, r)
 	}
-}
-
-// sortedPaths returns every recorded path in byte order.
-func (t *recvTable) sortedPaths() []string {
-	out := make([]string, 0, t.len())
-	t.each(func(p string, _ recvFile) { out = append(out, p) })
-	sort.Strings(out)
-	return out
 }

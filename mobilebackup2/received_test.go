@@ -1,6 +1,7 @@
 package mobilebackup2
 
 import (
+	"sort"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -51,4 +52,12 @@ func TestRecvTable(t *testing.T) {
 	for _, p := range tb.sortedPaths() {
 		assert.True(t, tb.has(p), p)
 	}
+}
+
+// sortedPaths returns every recorded path in byte order.
+func (t *recvTable) sortedPaths() []string {
+	out := make([]string, 0, t.len())
+	t.each(func(p string, _ recvFile) { out = append(out, p) })
+	sort.Strings(out)
+	return out
 }

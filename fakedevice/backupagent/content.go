@@ -171,7 +171,7 @@ func (w *walker) add(p, rel string, st *unix.Stat_t, target string) {
 	w.out = append(w.out, item{path: p, rec: backupfmt.Record{
 		FileID: backupfmt.FileID(w.domain, rel), Domain: w.domain, RelativePath: rel,
 		Flags: f.Type(), File: f,
-	}, st: statID{size: st.Size, mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(), ino: st.Ino, mode: st.Mode}})
+	}, st: statID{size: st.Size, mtime: st.Mtim.Nano(), ctime: st.Ctim.Nano(), ino: st.Ino, mode: uint32(st.Mode)}})
 }
 
 // mbFile builds MBFile metadata from an lstat result.

@@ -2,19 +2,16 @@ package backupagent
 
 // The previous backup's manifest and the new one (mobilebackup2-and-backup-
 // format.md §4.2 step 2, §4.3 step 9, §5.5). An incremental backup starts
-// from the previous Manifest.db the host sent back and applies the changed
-// rows in one transaction, so its cost follows what changed, not the size
-// of the phone.
+// from the previous Manifest.db the host sent back and applies only the
+// changed rows (backupfmt.UpdateManifestDB), so its cost follows what
+// changed, not the size of the phone.
 
 import (
-	"database/sql"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 
 	"github.com/ibackup/ibackup/mobilebackup2/backupfmt"
-	_ "modernc.org/sqlite" // the "sqlite" driver Manifest.db is updated with
 )
 
 // writeManifest returns the new manifest's bytes: the previous Manifest.db
@@ -56,36 +53,19 @@ func (a *agent) writeManifest(items []item, prev *previous, gone []string) ([]by
 
 // updateManifestDB applies the difference between the previous rows (the
 // database at path; items carry their previous row) and items to that
-// database in one transaction: INSERT OR REPLACE for new and changed rows,
-// DELETE for the rows gone from the phone. It returns the resulting file's
-// bytes (checkpointed, no WAL left).
+// database: new and changed rows are written, the rows gone from the phone
+// deleted. It returns the resulting file's bytes (checkpointed, no WAL left).
 func updateManifestDB(path string, items []item, gone []string) ([]byte, error) {
-	u := url.URL{Scheme: "file", Path: filepath.ToSlash(path)}
-	db, err := sql.Open("sqlite", u.String())
+	w, err := backupfmt.UpdateManifestDB(path)
 	if err != nil {
-		return nil, fmt.Errorf("backupagent: update Manifest.db: %w", err)
+		return nil, fmt.Errorf("backupagent: %w", err)
 	}
-	db.SetMaxOpenConns(1)
-	defer db.Close()
-	if _, err := db.Exec(`PRAGMA synchronous = OFF`); err != nil {
-		return nil, fmt.Errorf("backupagent: update Manifest.db: %w", err)
+	if err := applyRows(w, items, gone); err != nil {
+		w.Abort()
+		return nil, fmt.Errorf("backupagent: %w", err)
 	}
-	tx, err := db.Begin()
-	if err != nil {
-		return nil, fmt.Errorf("backupagent: update Manifest.db: %w", err)
-	}
-	if err := applyRows(tx, items, gone); err != nil {
-		tx.Rollback()
-		return nil, err
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, fmt.Errorf("backupagent: update Manifest.db: %w", err)
-	}
-	if _, err := db.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
-		return nil, fmt.Errorf("backupagent: update Manifest.db: %w", err)
-	}
-	if err := db.Close(); err != nil {
-		return nil, fmt.Errorf("backupagent: update Manifest.db: %w", err)
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("backupagent: %w", err)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -94,34 +74,20 @@ func updateManifestDB(path string, items []item, gone []string) ([]byte, error) 
 	return b, nil
 }
 
-// applyRows writes the changed rows within tx.
-func applyRows(tx *sql.Tx, items []item, gone []string) error {
-	ins, err := tx.Prepare(`INSERT OR REPLACE INTO Files (fileID, domain, relativePath, flags, file) VALUES (?, ?, ?, ?, ?)`)
-	if err != nil {
-		return fmt.Errorf("backupagent: update Manifest.db: %w", err)
-	}
-	defer ins.Close()
+// applyRows writes the changed rows through w.
+func applyRows(w *backupfmt.ManifestWriter, items []item, gone []string) error {
 	for i := range items {
 		r := &items[i].rec
 		if o := items[i].prev; o != nil && o.file != nil && o.flags == r.Flags && sameRow(o.file, r.File) {
 			continue
 		}
-		blob, err := backupfmt.EncodeMBFile(r.File)
-		if err != nil {
+		if err := w.Add(*r); err != nil {
 			return err
 		}
-		if _, err := ins.Exec(r.FileID, r.Domain, r.RelativePath, r.Flags, blob); err != nil {
-			return fmt.Errorf("backupagent: update Manifest.db row %s: %w", r.FileID, err)
-		}
 	}
-	del, err := tx.Prepare(`DELETE FROM Files WHERE fileID = ?`)
-	if err != nil {
-		return fmt.Errorf("backupagent: update Manifest.db: %w", err)
-	}
-	defer del.Close()
 	for _, id := range gone {
-		if _, err := del.Exec(id); err != nil {
-			return fmt.Errorf("backupagent: update Manifest.db delete %s: %w", id, err)
+		if err := w.Delete(id); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -107,39 +107,46 @@ func New(opts Options) (host, device usbmux.Link, f *Faults) {
 // Read returns (part of) the next transfer sent by the other end, blocking until there is one.
 // After the other end closed and everything was read it returns io.EOF.
 func (e *end) Read(p []byte) (int, error) {
-	f := e.f
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	e.releaseLent()
-	for {
-		switch {
-		case f.dropped:
-			return 0, ErrDropped
-		case e.closed:
-			return 0, ErrClosed
-		case len(e.rx.q) > e.rx.head && !e.rx.stalled:
-			t := e.rx.q[e.rx.head]
-			n := copy(p, t.b[e.rx.off:])
-			if e.rx.off += n; e.rx.off == len(t.b) {
-				e.rx.pop()
-				t.release()
-			}
-			e.rx.queued -= n
-			e.rx.writable.Broadcast()
-			return n, nil
-		case e.rx.wclosed && len(e.rx.q) == e.rx.head:
-			return 0, io.EOF
-		}
-		e.rx.readable.Wait()
+	e.f.mu.Lock()
+	defer e.f.mu.Unlock()
+	t, err := e.next()
+	if err != nil {
+		return 0, err
 	}
+	n := copy(p, t.b[e.rx.off:])
+	if e.rx.off += n; e.rx.off == len(t.b) {
+		e.rx.pop()
+		t.release()
+	}
+	e.consumed(n)
+	return n, nil
 }
 
 // ReadTransfer is Read without the copy (usbmux.TransferReader): it returns up to max bytes of
 // the next transfer, valid until the next Read or ReadTransfer on this end.
 func (e *end) ReadTransfer(max int) ([]byte, error) {
+	e.f.mu.Lock()
+	defer e.f.mu.Unlock()
+	t, err := e.next()
+	if err != nil {
+		return nil, err
+	}
+	b := t.b[e.rx.off:]
+	if len(b) > max {
+		b = b[:max]
+		e.rx.off += max
+	} else {
+		e.rx.pop()
+		e.lent = t // recycled at the next read, when b is no longer used
+	}
+	e.consumed(len(b))
+	return b, nil
+}
+
+// next recycles what the last ReadTransfer lent and waits for the transfer at the head of the
+// receive queue (f.mu held): the read errors of both Read forms.
+func (e *end) next() (*xfer, error) {
 	f := e.f
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	e.releaseLent()
 	for {
 		switch {
@@ -148,23 +155,18 @@ func (e *end) ReadTransfer(max int) ([]byte, error) {
 		case e.closed:
 			return nil, ErrClosed
 		case len(e.rx.q) > e.rx.head && !e.rx.stalled:
-			t := e.rx.q[e.rx.head]
-			b := t.b[e.rx.off:]
-			if len(b) > max {
-				b = b[:max]
-				e.rx.off += max
-			} else {
-				e.rx.pop()
-				e.lent = t // recycled at the next read, when b is no longer used
-			}
-			e.rx.queued -= len(b)
-			e.rx.writable.Broadcast()
-			return b, nil
+			return e.rx.q[e.rx.head], nil
 		case e.rx.wclosed && len(e.rx.q) == e.rx.head:
 			return nil, io.EOF
 		}
 		e.rx.readable.Wait()
 	}
+}
+
+// consumed accounts n bytes taken off the receive queue and wakes writers (f.mu held).
+func (e *end) consumed(n int) {
+	e.rx.queued -= n
+	e.rx.writable.Broadcast()
 }
 
 // releaseLent recycles the transfer the last ReadTransfer handed out (f.mu held).

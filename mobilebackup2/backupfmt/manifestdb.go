@@ -49,14 +49,15 @@ var schema = []string{
 // writeBatch is how many rows one write transaction holds.
 const writeBatch = 4096
 
-// ManifestWriter builds a new Manifest.db. It writes to a temporary file
-// beside the destination and renames it into place on Close, so readers
+// ManifestWriter builds a new Manifest.db (CreateManifestDB) or changes an
+// existing one (UpdateManifestDB). A new database is written to a temporary
+// file beside the destination and renamed into place on Close, so readers
 // never see a half-written database. Not safe for concurrent use.
 type ManifestWriter struct {
-	path, tmp string
+	path, tmp string // tmp == path when updating in place
 	db        *sql.DB
 	tx        *sql.Tx
-	ins       *sql.Stmt
+	ins, del  *sql.Stmt
 	pending   int
 	closed    bool
 }
@@ -89,6 +90,23 @@ func CreateManifestDB(path string) (*ManifestWriter, error) {
 	return w, nil
 }
 
+// UpdateManifestDB opens the existing Manifest.db at path to add, replace
+// and delete rows in place (an incremental backup changes only some rows of
+// the previous manifest). Rows are committed in batches; Close checkpoints
+// the WAL so no -wal/-shm file remains. Abort rolls back the open batch and
+// never removes path.
+func UpdateManifestDB(path string) (*ManifestWriter, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("backupfmt: update Manifest.db: %w", err)
+	}
+	db, err := sql.Open("sqlite", sqliteURI(path, ""))
+	if err != nil {
+		return nil, fmt.Errorf("backupfmt: update Manifest.db: %w", err)
+	}
+	db.SetMaxOpenConns(1)
+	return &ManifestWriter{path: path, tmp: path, db: db}, nil
+}
+
 // sqliteURI builds a file: URI for path with the given query.
 func sqliteURI(path, query string) string {
 	if abs, err := filepath.Abs(path); err == nil {
@@ -111,17 +129,29 @@ func (w *ManifestWriter) begin() error {
 		tx.Rollback()
 		return err
 	}
-	w.tx, w.ins = tx, ins
+	del, err := tx.Prepare(`DELETE FROM Files WHERE fileID = ?`)
+	if err != nil {
+		ins.Close()
+		tx.Rollback()
+		return err
+	}
+	w.tx, w.ins, w.del = tx, ins, del
 	return nil
+}
+
+// closeStmts releases the open batch's statements.
+func (w *ManifestWriter) closeStmts() {
+	w.ins.Close()
+	w.del.Close()
 }
 
 func (w *ManifestWriter) commit() error {
 	if w.tx == nil {
 		return nil
 	}
-	w.ins.Close()
+	w.closeStmts()
 	err := w.tx.Commit()
-	w.tx, w.ins, w.pending = nil, nil, 0
+	w.tx, w.ins, w.del, w.pending = nil, nil, nil, 0
 	return err
 }
 
@@ -151,6 +181,25 @@ func (w *ManifestWriter) Add(r Record) error {
 	if _, err := w.ins.Exec(r.FileID, r.Domain, r.RelativePath, r.Flags, blob); err != nil {
 		return fmt.Errorf("backupfmt: Manifest.db insert %s: %w", r.FileID, err)
 	}
+	return w.counted()
+}
+
+// Delete removes the row of fileID; a missing row is not an error.
+func (w *ManifestWriter) Delete(fileID string) error {
+	if w.closed {
+		return fmt.Errorf("backupfmt: Manifest.db writer closed")
+	}
+	if err := w.begin(); err != nil {
+		return fmt.Errorf("backupfmt: Manifest.db: %w", err)
+	}
+	if _, err := w.del.Exec(fileID); err != nil {
+		return fmt.Errorf("backupfmt: Manifest.db delete %s: %w", fileID, err)
+	}
+	return w.counted()
+}
+
+// counted commits the batch once it holds writeBatch changes.
+func (w *ManifestWriter) counted() error {
 	if w.pending++; w.pending >= writeBatch {
 		if err := w.commit(); err != nil {
 			return fmt.Errorf("backupfmt: Manifest.db: %w", err)
@@ -191,7 +240,7 @@ func (w *ManifestWriter) Close() error {
 	if err == nil {
 		err = syncFile(w.tmp)
 	}
-	if err == nil {
+	if err == nil && w.tmp != w.path {
 		err = os.Rename(w.tmp, w.path)
 	}
 	if err != nil {
@@ -221,7 +270,7 @@ func (w *ManifestWriter) Abort() {
 	}
 	w.closed = true
 	if w.tx != nil {
-		w.ins.Close()
+		w.closeStmts()
 		w.tx.Rollback()
 	}
 	if w.db != nil {
@@ -231,6 +280,9 @@ func (w *ManifestWriter) Abort() {
 }
 
 func (w *ManifestWriter) cleanup() {
+	if w.tmp == w.path {
+		return // updating in place: the database is the caller's
+	}
 	for _, s := range []string{"", "-wal", "-shm", "-journal"} {
 		os.Remove(w.tmp + s)
 	}

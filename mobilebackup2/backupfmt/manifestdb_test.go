@@ -151,3 +151,52 @@ func TestManifestWriterAbort(t *testing.T) {
 	assert.Empty(t, dirNames(t, dir))
 	assert.Error(t, w.Add(Record{Domain: "D", RelativePath: "y", File: &MBFile{}}))
 }
+
+// TestUpdateManifestDB: rows are replaced, added and deleted in place; no
+// -wal/-shm is left; Abort rolls back and keeps the database.
+func TestUpdateManifestDB(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "Manifest.db")
+	recs := writeTestDB(t, path, 4)
+	changed := recs[1]
+	changed.File = &MBFile{RelativePath: changed.RelativePath, Mode: 0o100644, Size: 99}
+	added := Record{Domain: "HomeDomain", RelativePath: "Library/new", File: &MBFile{RelativePath: "Library/new", Mode: 0o100600, Size: 7}}
+	gone := FileID(recs[2].Domain, recs[2].RelativePath)
+
+	w, err := UpdateManifestDB(path)
+	require.NoError(t, err)
+	require.NoError(t, w.Add(changed))
+	require.NoError(t, w.Add(added))
+	require.NoError(t, w.Delete(gone))
+	require.NoError(t, w.Delete("0000000000000000000000000000000000000000"), "a missing row is fine")
+	require.NoError(t, w.Close())
+	assert.Equal(t, []string{"Manifest.db"}, dirNames(t, dir))
+
+	db, err := OpenManifestDB(path)
+	require.NoError(t, err)
+	n := 0
+	require.NoError(t, db.Each(func(Record) error { n++; return nil }))
+	assert.Equal(t, len(recs), n, "one row added, one deleted")
+	r, err := db.Lookup(FileID(changed.Domain, changed.RelativePath))
+	require.NoError(t, err)
+	assert.Equal(t, int64(99), r.File.Size)
+	r, err = db.Lookup(FileID(added.Domain, added.RelativePath))
+	require.NoError(t, err)
+	assert.Equal(t, int64(7), r.File.Size)
+	_, err = db.Lookup(gone)
+	assert.ErrorIs(t, err, ErrNotFound)
+	require.NoError(t, db.Close())
+
+	w, err = UpdateManifestDB(path)
+	require.NoError(t, err)
+	require.NoError(t, w.Delete(FileID(added.Domain, added.RelativePath)))
+	w.Abort()
+	db, err = OpenManifestDB(path)
+	require.NoError(t, err)
+	defer db.Close()
+	_, err = db.Lookup(FileID(added.Domain, added.RelativePath))
+	assert.NoError(t, err, "Abort rolled the delete back and kept the database")
+
+	_, err = UpdateManifestDB(filepath.Join(dir, "missing.db"))
+	assert.Error(t, err)
+}
