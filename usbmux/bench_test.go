@@ -71,22 +71,7 @@ func benchThroughput(b *testing.B, toHost bool) {
 	}
 	overMux := func() time.Duration {
 		start := time.Now()
-		done := make(chan error, 1)
-		go func() {
-			for sent := int64(0); sent < per; sent += benchChunk {
-				if _, err := wconn.Write(buf[:min(per-sent, benchChunk)]); err != nil {
-					done <- err
-					return
-				}
-			}
-			done <- nil
-		}()
-		if _, err := io.CopyBuffer(io.Discard, io.LimitReader(rconn, per), rbuf); err != nil {
-			b.Fatal(err)
-		}
-		if err := <-done; err != nil {
-			b.Fatal(err)
-		}
+		pump(b, wconn, rconn, buf[:benchChunk], rbuf, per)
 		return time.Since(start)
 	}
 
@@ -132,23 +117,30 @@ func BenchmarkRateOverMux(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		start := time.Now()
-		done := make(chan error, 1)
-		go func() {
-			for sent := 0; sent < per; sent += len(buf) {
-				if _, err := dc.Write(buf[:min(per-sent, len(buf))]); err != nil {
-					done <- err
-					return
-				}
-			}
-			done <- nil
-		}()
-		if _, err := io.CopyBuffer(io.Discard, io.LimitReader(hc, per), rbuf); err != nil {
-			b.Fatal(err)
-		}
-		if err := <-done; err != nil {
-			b.Fatal(err)
-		}
+		pump(b, dc, hc, buf, rbuf, per)
 		took += time.Since(start)
 	}
 	b.ReportMetric(float64(per)*float64(b.N)/took.Seconds()/rate, "ratio")
+}
+
+// pump writes n bytes to w in writes of len(chunk) on another goroutine
+// while it reads them from r into rbuf, and returns when both are done.
+func pump(b *testing.B, w io.Writer, r io.Reader, chunk, rbuf []byte, n int64) {
+	b.Helper()
+	done := make(chan error, 1)
+	go func() {
+		for sent := int64(0); sent < n; sent += int64(len(chunk)) {
+			if _, err := w.Write(chunk[:min(n-sent, int64(len(chunk)))]); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	if _, err := io.CopyBuffer(io.Discard, io.LimitReader(r, n), rbuf); err != nil {
+		b.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
 }
